@@ -1,0 +1,113 @@
+"""The paper's evaluation metrics, in one place for training, sweeps and reports.
+
+Input is a predictions table with one row per test question: ``value`` (v = points / exam
+total), ``correct`` (bool) and ``length`` (generated tokens).
+
+- Acc: percent correct.
+- H-Acc: ``100 * sum(v over correct) / sum(v over all)``.
+- length: mean response length in tokens.
+- value density: H-Acc (percent) / mean length, e.g. 57.0 / 84.8 = 0.67.
+- Acc on the top-20% and bottom-20% of questions by value.
+
+Top/bottom 20% are ``round(0.2 * n)`` questions (at least 1) after a stable sort by value,
+so ties are broken by table order and both groups always have the same size.
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"value": [0.1, 0.2, 0.3, 0.4], "correct": [1, 0, 1, 1], "length": [10, 20, 30, 40]})
+>>> summary(df)["h_acc"]
+80.0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+REQUIRED = ("value", "correct", "length")
+METRICS = ("acc", "h_acc", "length", "value_density", "acc_top20", "acc_bottom20", "n")
+
+
+def check_predictions(df: pd.DataFrame, source: str = "predictions") -> pd.DataFrame:
+    """The table with ``correct`` as bool, or an error naming the missing columns or bad rows."""
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {missing}; a predictions table needs {list(REQUIRED)}")
+    if df.empty:
+        raise ValueError(f"{source}: no rows")
+    df = df.copy()
+    for col in ("value", "length"):
+        numeric = pd.to_numeric(df[col], errors="coerce")
+        bad = numeric.isna() | (numeric < 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"{source}: row {i + 1}: {col!r} must be a number >= 0, got {df[col].iloc[i]!r}")
+        df[col] = numeric.astype(float)
+    correct = df["correct"].map(_as_bool)
+    if correct.isna().any():
+        i = int(np.flatnonzero(correct.isna().to_numpy())[0])
+        raise ValueError(
+            f"{source}: row {i + 1}: 'correct' must be true/false or 1/0, got {df['correct'].iloc[i]!r}"
+        )
+    df["correct"] = correct.astype(bool)
+    return df
+
+
+def _as_bool(x: object) -> bool | None:
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, int | float | np.integer | np.floating) and x in (0, 1):
+        return bool(x)
+    if isinstance(x, str) and x.strip().lower() in ("true", "false", "1", "0"):
+        return x.strip().lower() in ("true", "1")
+    return None
+
+
+def h_acc(value: np.ndarray, correct: np.ndarray) -> float:
+    """Human-aligned accuracy in percent; NaN when every question is worth 0."""
+    total = float(np.sum(value))
+    return float("nan") if total == 0 else 100.0 * float(np.sum(value[correct])) / total
+
+
+def top_bottom(df: pd.DataFrame, share: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``share`` highest- and lowest-valued questions (equal sizes, stable tie order)."""
+    k = max(1, round(share * len(df)))
+    ordered = df.sort_values("value", kind="mergesort")
+    return ordered.iloc[len(df) - k :], ordered.iloc[:k]
+
+
+def summary(df: pd.DataFrame) -> dict[str, float]:
+    """Acc, H-Acc, length, value density, top/bottom-20% Acc and the row count."""
+    df = check_predictions(df)
+    value, correct = df["value"].to_numpy(), df["correct"].to_numpy()
+    length = float(df["length"].mean())
+    hacc = h_acc(value, correct)
+    top, bottom = top_bottom(df)
+    return {
+        "acc": 100.0 * float(correct.mean()),
+        "h_acc": hacc,
+        "length": length,
+        "value_density": hacc / length if length > 0 else float("nan"),
+        "acc_top20": 100.0 * float(top["correct"].mean()),
+        "acc_bottom20": 100.0 * float(bottom["correct"].mean()),
+        "n": float(len(df)),
+    }
+
+
+def length_by_value_bucket(df: pd.DataFrame, buckets: int = 5) -> pd.DataFrame:
+    """Mean length, Acc and value per value bucket (equal-count buckets by value rank, low to high)."""
+    df = check_predictions(df)
+    ranks = df["value"].rank(method="first").to_numpy() - 1
+    df["bucket"] = (ranks * buckets // len(df)).astype(int)
+    grouped = df.groupby("bucket")
+    table = pd.DataFrame(
+        {
+            "value_min": grouped["value"].min(),
+            "value_max": grouped["value"].max(),
+            "value_mean": grouped["value"].mean(),
+            "length": grouped["length"].mean(),
+            "acc": 100.0 * grouped["correct"].mean(),
+            "n": grouped.size(),
+        }
+    )
+    table.index.name = "bucket"
+    return table.reset_index()

@@ -1,0 +1,78 @@
+import math
+
+import pandas as pd
+import pytest
+
+from ablate import metrics
+
+# Hand-computed: sum v = 0.40, v over correct = 0.10 + 0.20 + 0.03 = 0.33 -> H-Acc 82.5;
+# mean length 30 -> value density 2.75; top-20% is the 0.20 question (right), bottom-20% the 0.02 (wrong).
+FIVE = pd.DataFrame(
+    {
+        "value": [0.02, 0.05, 0.10, 0.20, 0.03],
+        "correct": [False, False, True, True, True],
+        "length": [10, 20, 30, 40, 50],
+    }
+)
+
+
+def test_five_row_table_by_hand():
+    s = metrics.summary(FIVE)
+    assert s["acc"] == pytest.approx(60.0)
+    assert s["h_acc"] == pytest.approx(82.5)
+    assert s["length"] == pytest.approx(30.0)
+    assert s["value_density"] == pytest.approx(2.75)
+    assert s["acc_top20"] == 100.0
+    assert s["acc_bottom20"] == 0.0
+    assert s["n"] == 5
+
+
+def test_paper_value_density_example():
+    # The paper's REINFORCE++ 7B RLEV row: 57.0 / 84.8 = 0.67.
+    assert round(57.0 / 84.8, 2) == 0.67
+    df = pd.DataFrame({"value": [1.0, 1.0], "correct": [True, False], "length": [84.8, 84.8]})
+    assert metrics.summary(df)["value_density"] == pytest.approx(50.0 / 84.8)
+
+
+def test_h_acc_differs_from_acc_when_values_differ():
+    df = pd.DataFrame({"value": [0.9, 0.1], "correct": [True, False], "length": [1, 1]})
+    s = metrics.summary(df)
+    assert s["acc"] == 50.0 and s["h_acc"] == pytest.approx(90.0)
+
+
+def test_zero_values_give_nan_h_acc():
+    df = pd.DataFrame({"value": [0.0, 0.0], "correct": [True, False], "length": [1, 1]})
+    assert math.isnan(metrics.summary(df)["h_acc"])
+
+
+def test_top_bottom_twenty_percent_sizes_and_ties():
+    df = pd.DataFrame({"value": [0.1] * 10, "correct": [True] * 2 + [False] * 8, "length": [1] * 10})
+    top, bottom = metrics.top_bottom(df)
+    assert len(top) == len(bottom) == 2
+    # Ties keep table order: bottom is the first two rows, top the last two.
+    assert bottom.index.tolist() == [0, 1] and top.index.tolist() == [8, 9]
+
+
+def test_length_by_value_bucket():
+    df = pd.DataFrame(
+        {"value": [0.5, 0.1, 0.4, 0.2, 0.3], "correct": [1, 0, 1, 0, 1], "length": [50, 10, 40, 20, 30]}
+    )
+    table = metrics.length_by_value_bucket(df, buckets=5)
+    assert table["length"].tolist() == [10, 20, 30, 40, 50]
+    assert table["value_mean"].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert table["acc"].tolist() == [0, 0, 100, 100, 100]
+    assert metrics.length_by_value_bucket(df, buckets=2)["n"].tolist() == [3, 2]
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (FIVE.drop(columns="length"), r"missing column\(s\) \['length'\]"),
+        (FIVE.assign(correct=["yes"] * 5), "row 1: 'correct' must be true/false"),
+        (FIVE.assign(value=[0.1, "x", 0.1, 0.1, 0.1]), "row 2: 'value' must be a number"),
+        (FIVE.iloc[:0], "no rows"),
+    ],
+)
+def test_bad_predictions_are_named(frame, message):
+    with pytest.raises(ValueError, match=message):
+        metrics.summary(frame)

@@ -1,0 +1,30 @@
+import torch
+
+from ablate.models import TinyModelConfig, char_tokenizer, load_model, tiny_path
+
+
+def test_char_tokenizer_round_trips_exam_text():
+    tok = char_tokenizer()
+    text = "Add: 12 + 30\nShow each partial sum, then 'Answer: N'.\n12+30=42\nAnswer: 42"
+    ids = tok(text).input_ids
+    assert len(ids) == len(text)
+    assert tok.decode(ids) == text
+    assert tok.eos_token_id not in ids and tok.pad_token_id != tok.eos_token_id
+
+
+def test_tiny_model_is_cached_by_config_and_reloads_identically(tmp_path):
+    cfg = TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64, cache_dir=str(tmp_path))
+    path = tiny_path(cfg)
+    assert path == tiny_path(cfg)  # second call reuses the directory
+    assert path != tiny_path(
+        TinyModelConfig(
+            hidden_size=32, layers=1, heads=2, intermediate_size=64, init_seed=1, cache_dir=str(tmp_path)
+        )
+    )
+    (m1, tok), (m2, _) = load_model(cfg), load_model(cfg)
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert m1.config.vocab_size == len(tok)
+    assert m1.config.eos_token_id == tok.eos_token_id
+    # Loaded through the same Hugging Face loader as a hub model; the tokenizer keeps every character.
+    assert tok.decode(tok("a b\nc").input_ids) == "a b\nc"
