@@ -1,0 +1,1 @@
+"""Algorithms beyond what TRL's trainers express by options alone (see ``conf/algo/``)."""
