@@ -14,6 +14,7 @@ def train(argv: list[str]) -> None:
     import hydra
     from omegaconf import DictConfig
 
+    import ablate.config  # noqa: F401 (registers the train_schema)
     from ablate.train import run
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -17,6 +17,7 @@ import os
 import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -43,10 +44,13 @@ class TinyModelConfig:
     intermediate_size: int = 192  # MLP width
     max_position_embeddings: int = 512  # longest prompt + completion
     init_seed: int = 0  # initial weights are a function of this seed
-    cache_dir: str = "${oc.env:ABLATE_CACHE,.cache/ablate}/models"  # where built models are kept
+    cache_dir: str = ".cache/ablate/models"  # where built models are kept
+    lora: dict[str, Any] | None = (
+        None  # peft LoraConfig keys (r, lora_alpha, target_modules, ...); None: full
+    )
 
     def key(self) -> str:
-        fields = {k: v for k, v in asdict(self).items() if k != "cache_dir"}
+        fields = {k: v for k, v in asdict(self).items() if k not in ("cache_dir", "lora")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -58,6 +62,9 @@ class PretrainedModelConfig:
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     attn_implementation: str | None = None  # e.g. sdpa, flash_attention_2; None: the library's default
     trust_remote_code: bool = False  # run model code shipped with the checkpoint
+    lora: dict[str, Any] | None = (
+        None  # peft LoraConfig keys (r, lora_alpha, target_modules, ...); None: full
+    )
 
 
 def char_tokenizer() -> PreTrainedTokenizerFast:
@@ -126,3 +133,12 @@ def load_model(
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     return model, tokenizer
+
+
+def peft_config(cfg: TinyModelConfig | PretrainedModelConfig) -> Any:
+    """A peft ``LoraConfig`` when ``model.lora`` is set, for the trainer's ``peft_config``."""
+    if not cfg.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", **dict(cfg.lora))

@@ -1,7 +1,7 @@
-"""``ablate train``: one RL run of a reward variant on TRL, then a greedy evaluation.
+"""``ablate train``: one RL run of a reward variant on TRL, evaluated and tracked in MLflow.
 
-Everything comes from the composed Hydra config (``conf/config.yaml``): the data loader,
-the reward variant, the policy and the algorithm are each instantiated from their group's
+Everything comes from the composed Hydra config (``conf/config.yaml``): the data loader, the
+reward variant, the policy and the algorithm are each instantiated from their group's
 ``_target_``, so a new variant is one .py and one .yaml.
 """
 
@@ -15,17 +15,22 @@ from typing import Any
 import datasets
 import pandas as pd
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from transformers import TrainerCallback
 
 from ablate import metrics
+from ablate.config import check_targets
 from ablate.evaluate import format_metrics, predict, write_predictions
-from ablate.models import load_model
+from ablate.models import load_model, peft_config
+from ablate.tracking import StepMetrics, TrackedRun, git_commit, params_of, redact, samples_jsonl
 
 log = logging.getLogger(__name__)
 
 # Dataset columns that reward variants may read; the rest of the table stays out of the batches.
 REWARD_COLUMNS = ("prompt", "answer", "value", "id", "total", "difficulty", "predicted_score", "answer_type")
+REPO = Path(__file__).resolve().parent.parent
 
 
 def to_dataset(df: pd.DataFrame) -> datasets.Dataset:
@@ -60,42 +65,112 @@ def training_args(cfg: DictConfig, output_dir: Path) -> Any:
     )
 
 
+def choices(cfg: DictConfig) -> dict[str, str]:
+    """Which option of each config group this run uses (Hydra's record, else the ``_target_`` name)."""
+    picked = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    out = {}
+    for group in ("data", "reward", "model", "algo"):
+        node = cfg[group]
+        target = node.get("_target_") or node.get("trainer", {}).get("_target_", "")
+        out[group] = picked.get(group) or target.rsplit(".", 1)[-1]
+    return out
+
+
+class Evaluator(TrainerCallback):
+    """Greedy evaluation on the test questions: every ``eval_every`` steps and at the end."""
+
+    def __init__(
+        self, cfg: DictConfig, tokenizer: Any, questions: pd.DataFrame, verifier: Any, run: TrackedRun
+    ):
+        self.cfg, self.tokenizer, self.questions, self.verifier, self.run = (
+            cfg,
+            tokenizer,
+            questions,
+            verifier,
+            run,
+        )
+
+    def evaluate(self, model: Any, step: int) -> tuple[pd.DataFrame, dict[str, float]]:
+        was_training = model.training
+        predictions = predict(
+            model, self.tokenizer, self.questions, self.verifier, self.cfg.max_completion_length,
+            self.cfg.eval_batch_size,
+        )  # fmt: skip
+        model.train(was_training)
+        summary = metrics.summary(predictions)
+        logged = {f"eval/{k}": v for k, v in summary.items() if k != "n"}
+        for row in metrics.length_by_value_bucket(predictions).itertuples():
+            logged[f"eval/length_bucket{row.bucket}"] = row.length
+        self.run.log_metrics(logged, step=step)
+        return predictions, summary
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        every = self.cfg.eval_every
+        if every and state.global_step % every == 0 and state.global_step < state.max_steps:
+            self.evaluate(model, state.global_step)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Train, evaluate, write ``predictions.jsonl`` and ``metrics.json``; return the metrics."""
+    """Train, evaluate, write and log everything; return the final eval metrics."""
+    for group in ("data", "verifier", "reward", "model", "algo", "tracking"):
+        check_targets(cfg[group], group)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    config_yaml = OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))))
+    (output_dir / "config.yaml").write_text(config_yaml)
+    picked = choices(cfg)
+    tags = {"dataset": picked.pop("data"), **picked}
+    tags |= {"seed": cfg.seed, "git_commit": git_commit(REPO), "output_dir": str(output_dir.resolve())}
+    with TrackedRun(instantiate(cfg.tracking), output_dir.name, tags) as tracked:
+        tracked.log_params(params_of(cfg))
+        tracked.log_text(config_yaml, "config.yaml")
 
-    table = instantiate(cfg.data).load()
-    train, test = table[table["split"] == "train"], table[table["split"] == "test"]
-    if train.empty or test.empty:
-        raise ValueError(f"data: need questions in both splits, got {len(train)} train / {len(test)} test")
-    log.info(
-        "data: %d train / %d test questions, mean value %.4f", len(train), len(test), train["value"].mean()
-    )
+        table = instantiate(cfg.data).load()
+        train, test = table[table["split"] == "train"], table[table["split"] == "test"]
+        if train.empty or test.empty:
+            raise ValueError(
+                f"data: need questions in both splits, got {len(train)} train / {len(test)} test"
+            )
+        log.info(
+            "data: %d train / %d test questions, mean value %.4f",
+            len(train),
+            len(test),
+            train["value"].mean(),
+        )
 
-    reward = instantiate(cfg.reward).fit(train)
-    verifier = instantiate(cfg.verifier)
-    model, tokenizer = load_model(instantiate(cfg.model))
-    make_trainer = instantiate(cfg.algo.trainer)
-    trainer = make_trainer(
-        model=model,
-        reward_funcs=[reward],
-        args=training_args(cfg, output_dir),
-        train_dataset=to_dataset(train),
-        processing_class=tokenizer,
-    )
-    trainer.train()
-    history = pd.DataFrame([h for h in trainer.state.log_history if "loss" in h])
-    history.to_csv(output_dir / "train_log.csv", index=False)
+        reward = instantiate(cfg.reward).fit(train)
+        tracked.set_tags({"reward": reward.__name__})
+        verifier = instantiate(cfg.verifier)
+        model_cfg = instantiate(cfg.model)
+        model, tokenizer = load_model(model_cfg)
+        trainer = instantiate(cfg.algo.trainer)(
+            model=model,
+            reward_funcs=[reward],
+            args=training_args(cfg, output_dir),
+            train_dataset=to_dataset(train),
+            processing_class=tokenizer,
+            peft_config=peft_config(model_cfg),
+        )
+        questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
+        evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked)
+        trainer.add_callback(StepMetrics(tracked))
+        trainer.add_callback(evaluator)
+        trainer.train()
 
-    questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
-    predictions = predict(
-        trainer.model, tokenizer, questions, verifier, cfg.max_completion_length, cfg.eval_batch_size
-    )
-    write_predictions(predictions, output_dir / "predictions.jsonl")
-    summary = metrics.summary(predictions)
-    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        history = pd.DataFrame([h for h in trainer.state.log_history if "loss" in h])
+        history.to_csv(output_dir / "train_log.csv", index=False)
+        predictions, summary = evaluator.evaluate(trainer.model, trainer.state.global_step)
+        write_predictions(predictions, output_dir / "predictions.jsonl")
+        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        if cfg.save_model:
+            trainer.save_model(str(output_dir / "model"))
+        for name in ("predictions.jsonl", "metrics.json", "train_log.csv"):
+            tracked.log_artifact(output_dir / name)
+        sample = predictions.head(instantiate(cfg.tracking).sample_completions).to_dict("records")
+        tracked.log_text(samples_jsonl(sample), "samples.jsonl")
+        tracked.log_text(
+            metrics.length_by_value_bucket(predictions).to_csv(index=False), "length_by_value.csv"
+        )
     print(format_metrics(summary, metrics.length_by_value_bucket(predictions)))
-    print(f"run directory: {output_dir}")
+    print(f"run directory: {output_dir}   MLflow run: {tracked.run_id} ({tracked.cfg.uri})")
     return summary

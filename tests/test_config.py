@@ -43,3 +43,40 @@ def test_defaults_are_the_embedded_ones():
     assert cfg.data._target_.endswith("SyntheticExams")
     assert cfg.model._target_.endswith("TinyModelConfig")
     assert cfg.reward._target_.endswith("RLEVReward") and cfg.reward.alpha == 10
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "data.num_exams=abc",
+            r"data\.num_exams: Value 'abc' of type 'str' could not be converted to Integer",
+        ),
+        (
+            "algo.args.beta=abc",
+            r"algo\.args\.beta: Value 'abc' of type 'str' could not be converted to Float",
+        ),
+        ("model.hidden_size=1.5", r"model\.hidden_size: Value '1\.5' of type 'float' could not be converted"),
+        (
+            "+reward.alpah=3",
+            r"reward: got an unexpected keyword argument 'alpah'; valid keys are alpha, verifier",
+        ),
+        ("+data.num_exam=3", r"data: unknown key\(s\) \['num_exam'\]; valid keys are"),
+    ],
+)
+def test_wrong_keys_and_types_fail_before_training_naming_the_key(override, message):
+    from ablate.config import check_targets
+
+    cfg = compose_with(override, "output_dir=unused")
+    with pytest.raises(ValueError, match=message):
+        for group in ("data", "verifier", "reward", "model", "algo", "tracking"):
+            check_targets(cfg[group], group)
+
+
+def test_top_level_schema_rejects_typos_and_wrong_types():
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="stepz"):
+        compose_with("stepz=3")
+    with pytest.raises(ConfigCompositionException, match="steps=abc"):
+        compose_with("steps=abc")

@@ -1,4 +1,4 @@
-"""``ablate train`` end to end: real TRL GRPO steps on the tiny model, then evaluation."""
+"""``ablate train`` end to end: real TRL steps on the tiny model, evaluation, MLflow."""
 
 import json
 import subprocess
@@ -6,34 +6,25 @@ import sys
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
+import torch
+from mlflow import MlflowClient
 
 from ablate import metrics
-from ablate.cli import CONF_DIR
 from ablate.evaluate import evaluate_file
+from ablate.models import load_model
 from ablate.train import run
-
-FAST = [
-    "steps=2",
-    "batch_size=8",
-    "num_generations=4",
-    "max_completion_length=12",
-    "eval_limit=16",
-    "model.hidden_size=32",
-    "model.layers=1",
-    "model.heads=2",
-    "model.intermediate_size=64",
-    "data.num_exams=8",
-    "data.test_fraction=0.25",
-]
+from tests.helpers import FAST, compose_train
 
 
 def test_train_run_writes_metrics_that_evaluate_reproduces(tmp_path):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*FAST, "reward=rlev", f"output_dir={tmp_path}"])
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = compose_train(
+        *FAST, "reward=rlev", f"output_dir={tmp_path}/run", f"tracking.uri={db}", "eval_every=1"
+    )
     summary = run(cfg)
+    out = tmp_path / "run"
 
-    predictions = pd.read_json(tmp_path / "predictions.jsonl", lines=True)
+    predictions = pd.read_json(out / "predictions.jsonl", lines=True)
     assert len(predictions) == 16
     assert list(predictions.columns) == [
         "id",
@@ -45,46 +36,93 @@ def test_train_run_writes_metrics_that_evaluate_reproduces(tmp_path):
         "length",
     ]
     assert predictions["length"].between(0, 12).all()
-    assert json.loads((tmp_path / "metrics.json").read_text()) == pytest.approx(summary, nan_ok=True)
-    assert evaluate_file(tmp_path / "predictions.jsonl") == pytest.approx(summary, nan_ok=True)
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(summary, nan_ok=True)
+    assert evaluate_file(out / "predictions.jsonl") == pytest.approx(summary, nan_ok=True)
     assert metrics.summary(predictions) == pytest.approx(summary, nan_ok=True)
 
-    log = pd.read_csv(tmp_path / "train_log.csv")
+    log = pd.read_csv(out / "train_log.csv")
     assert log["step"].tolist() == [1, 2]
-    # The reward variant was the one TRL called: its scale metric is RLEV's range.
-    assert log["reward/scale_mean"].between(1.0, 2.0).all()
+    assert log["reward/scale_mean"].between(1.0, 2.0).all()  # the RLEV scale of the sampled questions
     assert "rewards/rlev/mean" in log.columns
+
+    client = MlflowClient(db)
+    (mlrun,) = client.search_runs([client.get_experiment_by_name("ablate").experiment_id])
+    assert mlrun.info.status == "FINISHED"
+    assert mlrun.data.tags["reward"] == "rlev" and mlrun.data.params["reward.alpha"] == "10"
+    # eval_every=1: evaluated after step 1 and at the end (step 2), with the final numbers last.
+    history = client.get_metric_history(mlrun.info.run_id, "eval/h_acc")
+    assert [m.step for m in history] == [1, 2]
+    assert history[-1].value == pytest.approx(summary["h_acc"], nan_ok=True)
+
+
+def test_same_seed_same_cpu_metrics(tmp_path):
+    results = []
+    for i in range(2):
+        cfg = compose_train(
+            *FAST, f"output_dir={tmp_path}/r{i}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"
+        )
+        run(cfg)
+        results.append(
+            (
+                pd.read_csv(tmp_path / f"r{i}/train_log.csv"),
+                pd.read_json(tmp_path / f"r{i}/predictions.jsonl", lines=True),
+            )
+        )
+    (log_a, pred_a), (log_b, pred_b) = results
+    cols = ["loss", "reward", "reward_std", "completions/mean_length", "grad_norm"]
+    pd.testing.assert_frame_equal(log_a[cols], log_b[cols])
+    pd.testing.assert_frame_equal(pred_a, pred_b)
+
+
+def test_parameters_change_and_saved_model_loads(tmp_path):
+    cfg = compose_train(
+        *FAST,
+        "steps=3",
+        "save_model=true",
+        f"output_dir={tmp_path}/run",
+        f"tracking.uri=sqlite:///{tmp_path}/m.db",
+    )
+    run(cfg)
+    from hydra.utils import instantiate
+    from transformers import AutoModelForCausalLM
+
+    initial, _ = load_model(instantiate(cfg.model))
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "run/model")
+    deltas = [
+        (a - b).abs().max().item() for a, b in zip(initial.parameters(), trained.parameters(), strict=True)
+    ]
+    assert max(deltas) > 0  # the policy moved
+    log = pd.read_csv(tmp_path / "run/train_log.csv")
+    assert (log["grad_norm"] > 0).any()
+    assert torch.isfinite(torch.tensor(deltas)).all()
 
 
 @pytest.mark.slow
 def test_console_script_train_with_overrides(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "ablate", "train", *FAST, "reward=correctness", f"output_dir={tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+        [sys.executable, "-m", "ablate", "train", *FAST, "reward=correctness", f"output_dir={tmp_path}/run"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "H-Acc" in done.stdout
-    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert "H-Acc" in done.stdout and "MLflow run:" in done.stdout
+    assert (tmp_path / "mlflow.db").exists()  # tracking=local: a SQLite store in the working directory
+    log = pd.read_csv(tmp_path / "run/train_log.csv")
     assert (log["reward/scale_mean"] == 1.0).all()
 
 
-def test_cfg_job_prints_the_resolved_config():
+def test_cfg_job_prints_the_resolved_config(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "ablate", "train", "reward=uniform", "--cfg", "job"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+        capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path,
+    )  # fmt: skip
     assert "_target_: ablate.rewards.uniform.UniformReward" in done.stdout
 
 
-def test_unknown_reward_lists_the_choices():
+def test_unknown_reward_lists_the_choices(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "ablate", "train", "reward=rlve"], capture_output=True, text=True, timeout=120
-    )
+        [sys.executable, "-m", "ablate", "train", "reward=rlve"], capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+    )  # fmt: skip
     assert done.returncode != 0
     assert "Could not find 'reward/rlve'" in done.stderr
     assert "correctness" in done.stderr and "weak_labels" in done.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablate.data.schema import ON_BAD_ROW, OnBadRow
+from ablate.data.schema import ON_BAD_ROW
 
 SPLITS = ("train", "test")
 
@@ -21,7 +21,7 @@ class ExamLoader(ABC):
 
     test_fraction: float = 0.1  # share of questions (whole exams) held out for evaluation
     split_seed: int = 0  # which exams go to the test split
-    on_bad_row: OnBadRow = "error"  # error: stop at the first bad row; skip: drop and report them
+    on_bad_row: str = "error"  # error: stop at the first bad row; skip: drop and report them
 
     def __post_init__(self) -> None:
         if self.on_bad_row not in ON_BAD_ROW:

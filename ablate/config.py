@@ -1,0 +1,108 @@
+"""The schema of ``ablate train``'s config, and a check of every ``_target_`` node before training.
+
+The top level is a dataclass in Hydra's ConfigStore (``train_schema``, first in the defaults
+list), so a misspelt or mistyped top-level key fails at composition. Group nodes are checked
+against the signature of their ``_target_``: a dataclass target (data loaders, model and
+tracking configs, TRL's ``GRPOConfig``) checks key names and types, any other callable its
+argument names. Either way the error names the config key, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_object
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+@dataclass
+class TrainConfig:
+    """``ablate train``: one RL run. Groups are checked by ``check_targets``."""
+
+    data: Any = MISSING  # exam loader (conf/data/)
+    verifier: Any = MISSING  # answer checker (conf/verifier/)
+    reward: Any = MISSING  # reward variant (conf/reward/)
+    model: Any = MISSING  # policy (conf/model/)
+    algo: Any = MISSING  # TRL trainer and its config defaults (conf/algo/)
+    tracking: Any = MISSING  # MLflow store or server (conf/tracking/)
+    seed: int = 0  # seeds TRL, the data split order and the seeded reward variants
+    steps: int = 20  # optimisation steps
+    lr: float = 5e-4  # learning rate
+    batch_size: int = 16  # completions per optimisation step (prompts x generations)
+    num_generations: int = 4  # completions sampled per prompt (the group)
+    max_completion_length: int = 48  # generated tokens per completion
+    temperature: float = 1.0  # sampling temperature during training
+    eval_every: int = 0  # also evaluate every N steps (0: only after training)
+    eval_limit: int | None = 128  # test questions evaluated greedily (None: all)
+    eval_batch_size: int = 64  # prompts per generate() call at evaluation
+    save_model: bool = False  # keep the trained policy in <output_dir>/model
+    output_dir: str = MISSING  # run directory (also the MLflow run name)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes, logged as params
+
+
+ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def check_targets(node: Any, key: str) -> None:
+    """Raise ``ValueError`` naming ``key`` if a ``_target_`` node does not fit its target."""
+    if not isinstance(node, DictConfig):
+        return
+    for child_key in node:
+        if child_key not in HYDRA_KEYS:
+            check_targets(node[child_key], f"{key}.{child_key}")
+    if "_target_" not in node:
+        return
+    try:
+        target = get_object(node._target_)
+    except Exception as err:
+        raise ValueError(f"{key}._target_={node._target_!r} cannot be imported: {err}") from None
+    kwargs = {k: node[k] for k in node if k not in HYDRA_KEYS}
+    if dataclasses.is_dataclass(target):
+        fields = {f.name for f in dataclasses.fields(target) if f.init}
+        unknown = sorted(set(kwargs) - fields)
+        if unknown:
+            raise ValueError(f"{key}: unknown key(s) {unknown}; valid keys are {', '.join(sorted(fields))}")
+        plain = {k: v for k, v in kwargs.items() if not _is_target_node(v)}
+        try:
+            schema = _schema(target, plain)
+            OmegaConf.merge(schema, OmegaConf.create({k: v for k, v in plain.items() if k in schema}))
+        except OmegaConfBaseException as err:
+            raise ValueError(f"{key}.{err.full_key}: {err.msg} (see {node._target_})") from None
+        return
+    try:
+        inspect.signature(target).bind_partial(**kwargs)
+    except TypeError as err:
+        params = [p for p in inspect.signature(target).parameters if p not in ("self", "args", "kwargs")]
+        raise ValueError(f"{key}: {err}; valid keys are {', '.join(params)}") from None
+    except ValueError:
+        return  # a builtin without an inspectable signature
+
+
+def _schema(target: type, given: dict[str, Any]) -> Any:
+    """A structured config for the given keys of ``target``, typed where OmegaConf can type them."""
+    try:
+        return OmegaConf.structured(target)
+    except OmegaConfBaseException:
+        pass  # some annotation OmegaConf cannot express (Literal, unions of classes): check what it can
+    simple = []
+    for name, hint in typing.get_type_hints(target).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        base = (
+            args[0] if len(args) == 1 and typing.get_origin(hint) in (typing.Union, types.UnionType) else hint
+        )
+        if name in given and base in (int, float, bool, str):
+            simple.append((name, base | None, None))
+    return OmegaConf.structured(dataclasses.make_dataclass(f"{target.__name__}Check", simple))
+
+
+def _is_target_node(value: Any) -> bool:
+    return isinstance(value, DictConfig) and "_target_" in value

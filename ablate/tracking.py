@@ -1,0 +1,173 @@
+"""MLflow tracking of one training run: params, tags, per-step metrics, eval metrics, artifacts.
+
+Per-step metrics go through MLflow's asynchronous logging, one batched call per step, so a
+remote server never stalls training; everything is flushed before the run is closed. A run
+that raises is closed as FAILED with the error kept in the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import mlflow
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from omegaconf import DictConfig, OmegaConf
+from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
+
+SECRET = re.compile(r"token|password|passwd|secret|api[_-]?key|credential", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]+):([^@/\s]+)@")
+REDACTED = "***"
+
+
+@dataclass
+class TrackingConfig:
+    """Where runs go: a local SQLite store (``tracking=local``) or a server (``tracking=server``)."""
+
+    uri: str = "sqlite:///mlflow.db"  # MLflow tracking URI: sqlite:///FILE or http(s)://HOST:PORT
+    experiment: str = "ablate"  # MLflow experiment name
+    connect_timeout_s: float = 10.0  # an unreachable server fails the command within this time
+    sample_completions: int = 32  # evaluation completions kept in samples.jsonl
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Secrets out of anything that gets logged: secret-named keys and passwords inside URLs."""
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if SECRET.search(key) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", value)
+    return value
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay whole (one param)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def params_of(cfg: DictConfig) -> dict[str, str]:
+    """The flattened resolved config, redacted, each value within MLflow's length limit."""
+    tree = redact(OmegaConf.to_container(cfg, resolve=True))
+    return {k: str(v)[:MAX_PARAM_VAL_LENGTH] for k, v in flatten(tree).items()}
+
+
+def check_reachable(uri: str, timeout_s: float) -> None:
+    """Fail fast, naming the URI, when an HTTP tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            response.read()
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConnectionError(
+            f"MLflow tracking server {redact(uri)} is not reachable ({reason}); "
+            "start it, fix tracking.uri / MLFLOW_TRACKING_URI, or use tracking=local"
+        ) from None
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def numeric(logs: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in logs.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+class TrackedRun:
+    """A context manager around one MLflow run; ``with TrackedRun(...) as run: ...``."""
+
+    def __init__(self, cfg: TrackingConfig, run_name: str, tags: dict[str, Any]):
+        self.cfg = cfg
+        self.run_name = run_name
+        self.tags = {k: str(v) for k, v in tags.items() if v is not None}
+        self.run_id: str | None = None
+
+    def __enter__(self) -> TrackedRun:
+        check_reachable(self.cfg.uri, self.cfg.connect_timeout_s)
+        mlflow.set_tracking_uri(self.cfg.uri)
+        mlflow.set_experiment(self.cfg.experiment)
+        self.run_id = mlflow.start_run(run_name=self.run_name, tags=self.tags).info.run_id
+        return self
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            mlflow.MlflowClient().set_tag(self.run_id, key, str(value))
+
+    def log_params(self, params: dict[str, str]) -> None:
+        items = list(params.items())
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            mlflow.log_params(dict(items[i : i + 100]), run_id=self.run_id)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        if metrics:
+            mlflow.log_metrics(metrics, step=step, synchronous=False, run_id=self.run_id)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        mlflow.log_text(text, artifact_file, run_id=self.run_id)
+
+    def log_artifact(self, path: Path) -> None:
+        mlflow.log_artifact(str(path), run_id=self.run_id)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            mlflow.flush_async_logging()
+        finally:
+            if exc is not None:
+                mlflow.set_tag("error", f"{exc_type.__name__}: {exc}"[:5000])
+                mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            else:
+                mlflow.end_run(status="FINISHED")
+
+
+class StepMetrics(TrainerCallback):
+    """Sends each of the trainer's log records to MLflow as one asynchronous batch."""
+
+    def __init__(self, run: TrackedRun):
+        self.run = run
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
+        if logs:
+            self.run.log_metrics(numeric(logs), step=state.global_step)
+
+
+def samples_jsonl(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)

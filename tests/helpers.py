@@ -1,0 +1,82 @@
+"""Shared pieces of the tests: composing a config, a real MLflow server on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from ablate.cli import CONF_DIR
+
+# A tiny, fast run on an easy task (answers 2..4), so a random policy already earns some reward.
+FAST = [
+    "steps=2",
+    "batch_size=8",
+    "num_generations=4",
+    "max_completion_length=12",
+    "eval_limit=16",
+    "model.hidden_size=32",
+    "model.layers=1",
+    "model.heads=2",
+    "model.intermediate_size=64",
+    "data.num_exams=8",
+    "data.test_fraction=0.25",
+    "data.terms=[2,2]",
+    "data.max_operand=2",
+]
+
+
+def compose_train(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1 with a SQLite store in ``root``; stopped on ``stop()``."""
+
+    def __init__(self, root: Path, port: int | None = None):
+        self.root, self.port = root, port or free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 90) -> MlflowServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
+            "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1",
+        ]  # fmt: skip
+        self.log = open(self.root / "server.log", "a")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {(self.root / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.uri + "/health", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"mlflow server on {self.uri} did not start in {timeout_s} s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if getattr(self, "log", None):
+            self.log.close()

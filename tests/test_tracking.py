@@ -1,0 +1,115 @@
+"""Runs land in a real MLflow server on 127.0.0.1, for every algorithm; failures are visible."""
+
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from hydra.utils import instantiate
+from mlflow import MlflowClient
+from transformers import AutoModelForCausalLM
+
+from ablate.models import load_model
+from ablate.tracking import check_reachable, params_of, redact
+from ablate.train import run
+from tests.helpers import FAST, MlflowServer, compose_train, free_port
+
+ALGOS = ["grpo", "rloo", "reinforce_pp"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ALGOS)
+def test_run_is_logged_to_the_server(algo, server, tmp_path):
+    steps = 4
+    cfg = compose_train(
+        *FAST, f"algo={algo}", f"steps={steps}", "save_model=true", "tracking=server",
+        f"tracking.uri={server.uri}", f"tracking.experiment=test-{algo}", f"output_dir={tmp_path}/run",
+    )  # fmt: skip
+    summary = run(cfg)
+
+    client = MlflowClient(server.uri)
+    (mlrun,) = client.search_runs([client.get_experiment_by_name(f"test-{algo}").experiment_id])
+    run_id = mlrun.info.run_id
+    assert mlrun.info.status == "FINISHED"
+    assert mlrun.data.tags["algo"] == {"grpo": "GRPOTrainer", "rloo": "RLOOTrainer"}.get(
+        algo, "ReinforcePPTrainer"
+    )
+    assert mlrun.data.tags["reward"] == "rlev" and mlrun.data.tags["seed"] == "0"
+    assert mlrun.data.params["steps"] == str(steps) and mlrun.data.params["reward.alpha"] == "10"
+    assert mlrun.data.params["algo.args.beta"] == "0.0"
+    for name in (
+        "loss",
+        "reward",
+        "reward/scale_mean",
+        "completions/mean_length",
+        "completions/clipped_ratio",
+    ):
+        assert [m.step for m in client.get_metric_history(run_id, name)] == list(range(1, steps + 1)), name
+    for name, value in summary.items():
+        if name != "n":
+            (point,) = client.get_metric_history(run_id, f"eval/{name}")
+            assert point.step == steps and point.value == pytest.approx(value, nan_ok=True)
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "predictions.jsonl", "samples.jsonl", "metrics.json", "train_log.csv"} <= artifacts
+    table = pd.read_json(client.download_artifacts(run_id, "predictions.jsonl", str(tmp_path)), lines=True)
+    assert len(table) == 16
+
+    initial, _ = load_model(instantiate(cfg.model))
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "run/model")
+    moved = max(
+        (a - b).abs().max().item() for a, b in zip(initial.parameters(), trained.parameters(), strict=True)
+    )
+    assert moved > 0
+
+
+def test_failed_run_is_marked_failed_with_the_error(tmp_path):
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    not_data = [o for o in FAST if not o.startswith("data.")]
+    cfg = compose_train(*not_data, "data=jsonl", f"data.path={tmp_path}/missing.jsonl", f"tracking.uri={db}",
+                        f"output_dir={tmp_path}/run")  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"missing\.jsonl"):
+        run(cfg)
+    client = MlflowClient(db)
+    (mlrun,) = client.search_runs([client.get_experiment_by_name("ablate").experiment_id])
+    assert mlrun.info.status == "FAILED"
+    assert "FileNotFoundError" in mlrun.data.tags["error"]
+
+
+def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "ablate", "train", "tracking=server", f"tracking.uri={uri}", "output_dir=run"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert time.monotonic() - start < 10
+    assert done.returncode != 0
+    assert f"MLflow tracking server {uri} is not reachable" in done.stderr
+    assert not (tmp_path / "run" / "train_log.csv").exists()  # nothing trained
+
+
+def test_check_reachable_names_uri_without_password():
+    with pytest.raises(ConnectionError, match=r"http://alice:\*\*\*@127\.0\.0\.1"):
+        check_reachable(f"http://alice:s3cret@127.0.0.1:{free_port()}", timeout_s=2)
+
+
+def test_secrets_never_reach_params_or_config():
+    tree = {"hf_token": "hf_abc", "db": "postgresql://u:pw@host/db", "api_key": "k", "lr": 0.1}
+    tree["nested"] = {"password": "p"}
+    expected = {"hf_token": "***", "db": "postgresql://u:***@host/db", "api_key": "***", "lr": 0.1}
+    assert redact(tree) == expected | {"nested": {"password": "***"}}
+    cfg = compose_train(
+        "tracking=server", "tracking.uri=http://bob:hunter2@127.0.0.1:5000", "+model.hf_token=abc"
+    )
+    params = params_of(cfg)
+    assert params["tracking.uri"] == "http://bob:***@127.0.0.1:5000"
+    assert params["model.hf_token"] == "***"
+    assert not any("hunter2" in v or v == "abc" for v in params.values())
