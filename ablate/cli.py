@@ -15,10 +15,13 @@ def train(argv: list[str]) -> None:
     from omegaconf import DictConfig
 
     import ablate.config  # noqa: F401 (registers the train_schema)
-    from ablate.train import run
+    from ablate.connect import check_reachable
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def _main(cfg: DictConfig) -> float:
+        check_reachable(cfg.tracking.uri, cfg.tracking.connect_timeout_s)  # before the heavy imports
+        from ablate.train import run
+
         return run(cfg)["h_acc"]
 
     sys.argv = ["ablate train", *argv]  # Hydra reads its overrides from sys.argv

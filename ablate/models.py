@@ -32,6 +32,7 @@ from transformers import (
 )
 
 EOS, PAD, UNK = "<|endoftext|>", "<|pad|>", "<|unk|>"
+PLAIN_TOKENIZERS = ("PreTrainedTokenizerFast", "TokenizersBackend")
 
 
 @dataclass
@@ -113,26 +114,38 @@ def tiny_path(cfg: TinyModelConfig) -> Path:
     return path
 
 
-def load_model(
-    cfg: TinyModelConfig | PretrainedModelConfig,
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The policy and its tokenizer; the tiny model goes through the same HF loader as any other."""
-    if isinstance(cfg, TinyModelConfig):
-        source, kwargs = str(tiny_path(cfg)), {"dtype": torch.float32}
-        # AutoTokenizer would swap in Qwen2's byte-level pre-tokenizer for a qwen2 config.
-        tokenizer: PreTrainedTokenizerBase = PreTrainedTokenizerFast.from_pretrained(source)
+def load_tokenizer(source: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The checkpoint's tokenizer, left-padded, with a pad token.
+
+    A checkpoint that declares a plain tokenizers-library tokenizer gets exactly that:
+    transformers 5 would otherwise swap in its model type's tokenizer (Qwen2's byte-level BPE
+    for a qwen2 config), which is not the vocabulary the model was trained with.
+    """
+    declared = Path(source, "tokenizer_config.json")
+    plain = declared.exists() and json.loads(declared.read_text()).get("tokenizer_class") in PLAIN_TOKENIZERS
+    if plain:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
     else:
-        source = cfg.name_or_path
-        kwargs = {"dtype": cfg.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)}
-        if cfg.attn_implementation:
-            kwargs["attn_implementation"] = cfg.attn_implementation
-        kwargs["trust_remote_code"] = cfg.trust_remote_code
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    return model, tokenizer
+    return tokenizer
+
+
+def load_model(
+    cfg: TinyModelConfig | PretrainedModelConfig,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The policy and its tokenizer; the tiny model goes through the same loader as any checkpoint."""
+    if isinstance(cfg, TinyModelConfig):
+        cfg = PretrainedModelConfig(name_or_path=str(tiny_path(cfg)), dtype="float32")
+    kwargs: dict[str, Any] = {"dtype": cfg.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(
+        cfg.name_or_path, trust_remote_code=cfg.trust_remote_code, **kwargs
+    )
+    return model, load_tokenizer(cfg.name_or_path, cfg.trust_remote_code)
 
 
 def peft_config(cfg: TinyModelConfig | PretrainedModelConfig) -> Any:

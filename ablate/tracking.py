@@ -1,6 +1,6 @@
 """MLflow tracking of one training run: params, tags, per-step metrics, eval metrics, artifacts.
 
-Per-step metrics go through MLflow's asynchronous logging, one batched call per step, so a
+Per-step metrics are buffered and go through MLflow's asynchronous logging in batches, so a
 remote server never stalls training; everything is flushed before the run is closed. A run
 that raises is closed as FAILED with the error kept in the run.
 """
@@ -10,25 +10,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import subprocess
-import urllib.error
-import urllib.request
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import mlflow
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from mlflow.entities import Metric
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
-log = logging.getLogger(__name__)
+from ablate.connect import check_reachable, redact
 
-SECRET = re.compile(r"token|password|passwd|secret|api[_-]?key|credential", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]+):([^@/\s]+)@")
-REDACTED = "***"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,19 +36,7 @@ class TrackingConfig:
     experiment: str = "ablate"  # MLflow experiment name
     connect_timeout_s: float = 10.0  # an unreachable server fails the command within this time
     sample_completions: int = 32  # evaluation completions kept in samples.jsonl
-
-
-def redact(value: Any, key: str = "") -> Any:
-    """Secrets out of anything that gets logged: secret-named keys and passwords inside URLs."""
-    if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    if SECRET.search(key) and value not in (None, ""):
-        return REDACTED
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", value)
-    return value
+    flush_every_s: float = 10.0  # per-step metrics are sent in one batch at most this often (and at the end)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -68,22 +53,6 @@ def params_of(cfg: DictConfig) -> dict[str, str]:
     """The flattened resolved config, redacted, each value within MLflow's length limit."""
     tree = redact(OmegaConf.to_container(cfg, resolve=True))
     return {k: str(v)[:MAX_PARAM_VAL_LENGTH] for k, v in flatten(tree).items()}
-
-
-def check_reachable(uri: str, timeout_s: float) -> None:
-    """Fail fast, naming the URI, when an HTTP tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    url = uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            response.read()
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise ConnectionError(
-            f"MLflow tracking server {redact(uri)} is not reachable ({reason}); "
-            "start it, fix tracking.uri / MLFLOW_TRACKING_URI, or use tracking=local"
-        ) from None
 
 
 def git_commit(path: Path) -> str | None:
@@ -159,14 +128,31 @@ class TrackedRun:
 
 
 class StepMetrics(TrainerCallback):
-    """Sends each of the trainer's log records to MLflow as one asynchronous batch."""
+    """Buffers the trainer's per-step log records and sends them to MLflow in asynchronous batches.
 
-    def __init__(self, run: TrackedRun):
-        self.run = run
+    One batch every ``flush_every_s`` seconds rather than one call per step: even asynchronous,
+    each call costs the training process time (serialising, a store transaction per call).
+    """
+
+    def __init__(self, run: TrackedRun, flush_every_s: float):
+        self.run, self.flush_every_s = run, flush_every_s
+        self.buffer: list[Metric] = []
+        self.last_flush = time.monotonic()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
-        if logs:
-            self.run.log_metrics(numeric(logs), step=state.global_step)
+        now = int(time.time() * 1000)
+        self.buffer += [Metric(k, v, now, state.global_step) for k, v in numeric(logs or {}).items()]
+        if time.monotonic() - self.last_flush >= self.flush_every_s:
+            self.flush()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
+        self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self.buffer), MAX_METRICS_PER_BATCH):
+            chunk = self.buffer[i : i + MAX_METRICS_PER_BATCH]
+            mlflow.MlflowClient().log_batch(self.run.run_id, metrics=chunk, synchronous=False)
+        self.buffer, self.last_flush = [], time.monotonic()
 
 
 def samples_jsonl(rows: list[dict[str, Any]]) -> str:

@@ -22,9 +22,10 @@ from transformers import TrainerCallback
 
 from ablate import metrics
 from ablate.config import check_targets
+from ablate.connect import redact
 from ablate.evaluate import format_metrics, predict, write_predictions
 from ablate.models import load_model, peft_config
-from ablate.tracking import StepMetrics, TrackedRun, git_commit, params_of, redact, samples_jsonl
+from ablate.tracking import StepMetrics, TrackedRun, git_commit, params_of, samples_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         reward = instantiate(cfg.reward).fit(train)
         tracked.set_tags({"reward": reward.__name__})
         verifier = instantiate(cfg.verifier)
-        model_cfg = instantiate(cfg.model)
+        model_cfg = instantiate(cfg.model, _convert_="all")  # plain lists and dicts for peft
         model, tokenizer = load_model(model_cfg)
         trainer = instantiate(cfg.algo.trainer)(
             model=model,
@@ -153,7 +154,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         )
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
         evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked)
-        trainer.add_callback(StepMetrics(tracked))
+        trainer.add_callback(StepMetrics(tracked, tracked.cfg.flush_every_s))
         trainer.add_callback(evaluator)
         trainer.train()
 

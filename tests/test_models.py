@@ -1,6 +1,13 @@
 import torch
 
-from ablate.models import TinyModelConfig, char_tokenizer, load_model, tiny_path
+from ablate.models import (
+    PretrainedModelConfig,
+    TinyModelConfig,
+    char_tokenizer,
+    load_model,
+    peft_config,
+    tiny_path,
+)
 
 
 def test_char_tokenizer_round_trips_exam_text():
@@ -28,3 +35,20 @@ def test_tiny_model_is_cached_by_config_and_reloads_identically(tmp_path):
     assert m1.config.eos_token_id == tok.eos_token_id
     # Loaded through the same Hugging Face loader as a hub model; the tokenizer keeps every character.
     assert tok.decode(tok("a b\nc").input_ids) == "a b\nc"
+
+
+def test_any_checkpoint_path_loads_like_the_tiny_model(tmp_path):
+    tiny = TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64, cache_dir=str(tmp_path))
+    (m1, t1) = load_model(tiny)
+    (m2, t2) = load_model(PretrainedModelConfig(name_or_path=str(tiny_path(tiny)), dtype="float32"))
+    text = "Add: 1 + 2\nAnswer: 3"
+    assert t1(text).input_ids == t2(text).input_ids and t2.decode(t2(text).input_ids) == text
+    assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters(), strict=True))
+    assert t2.padding_side == "left" and t2.pad_token_id is not None
+
+
+def test_lora_config_from_model_keys():
+    cfg = PretrainedModelConfig(lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    lora = peft_config(cfg)
+    assert lora.r == 4 and lora.lora_alpha == 8 and set(lora.target_modules) == {"q_proj", "v_proj"}
+    assert peft_config(PretrainedModelConfig()) is None

@@ -10,8 +10,9 @@ from hydra.utils import instantiate
 from mlflow import MlflowClient
 from transformers import AutoModelForCausalLM
 
+from ablate.connect import check_reachable, redact
 from ablate.models import load_model
-from ablate.tracking import check_reachable, params_of, redact
+from ablate.tracking import params_of
 from ablate.train import run
 from tests.helpers import FAST, MlflowServer, compose_train, free_port
 

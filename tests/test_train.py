@@ -126,3 +126,28 @@ def test_unknown_reward_lists_the_choices(tmp_path):
     assert done.returncode != 0
     assert "Could not find 'reward/rlve'" in done.stderr
     assert "correctness" in done.stderr and "weak_labels" in done.stderr
+
+
+def test_lora_run_trains_only_the_adapter(tmp_path):
+    cfg = compose_train(
+        *FAST, "steps=2", "save_model=true", "model.lora={r: 4, lora_alpha: 8, target_modules: [q_proj]}",
+        f"output_dir={tmp_path}/run", f"tracking.uri=sqlite:///{tmp_path}/m.db",
+    )  # fmt: skip
+    run(cfg)
+    saved = {p.name for p in (tmp_path / "run/model").iterdir()}
+    assert "adapter_config.json" in saved and "adapter_model.safetensors" in saved
+
+
+@pytest.mark.slow
+def test_multirun_grid(tmp_path):
+    not_data = [o for o in FAST if not o.startswith("data.")]
+    done = subprocess.run(
+        [sys.executable, "-m", "ablate", "train", "-m", *not_data, "steps=1", "reward=correctness,rlev",
+         "data.num_exams=6", "output_dir=runs/${hydra:job.num}"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("ablate").experiment_id])
+    assert sorted(r.data.tags["reward"] for r in runs) == ["correctness", "rlev"]
+    assert all(r.info.status == "FINISHED" for r in runs)
