@@ -25,6 +25,13 @@ HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
 
 @dataclass
+class DiagnosticsConfig:
+    """What ``ablate train`` measures beyond TRL's metrics."""
+
+    eos: bool = True  # EOS-logit gradient and EOS probability by value bucket, every step (eos/*)
+
+
+@dataclass
 class TrainConfig:
     """``ablate train``: one RL run. Groups are checked by ``check_targets``."""
 
@@ -45,6 +52,7 @@ class TrainConfig:
     eval_limit: int | None = 128  # test questions evaluated greedily (None: all)
     eval_batch_size: int = 64  # prompts per generate() call at evaluation
     save_model: bool = False  # keep the trained policy in <output_dir>/model
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)  # live mechanism diagnostics
     output_dir: str = MISSING  # run directory (also the MLflow run name)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes, logged as params
 

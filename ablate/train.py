@@ -23,6 +23,7 @@ from transformers import TrainerCallback
 from ablate import metrics
 from ablate.config import check_targets
 from ablate.connect import redact
+from ablate.diagnostics.trainer import with_eos_diagnostics
 from ablate.evaluate import format_metrics, predict, write_predictions
 from ablate.models import load_model, peft_config
 from ablate.tracking import StepMetrics, TrackedRun, git_commit, params_of, samples_jsonl
@@ -144,13 +145,25 @@ def run(cfg: DictConfig) -> dict[str, float]:
         verifier = instantiate(cfg.verifier)
         model_cfg = instantiate(cfg.model, _convert_="all")  # plain lists and dicts for peft
         model, tokenizer = load_model(model_cfg)
-        trainer = instantiate(cfg.algo.trainer)(
+        make_trainer = instantiate(cfg.algo.trainer)
+        trainer_cls, options = make_trainer.func, dict(make_trainer.keywords)
+        if cfg.diagnostics.eos:
+            trainer_cls = with_eos_diagnostics(trainer_cls)
+            options["value_quantiles"] = tuple(float(q) for q in train["value"].quantile([0.2, 0.8]))
+            tracked.set_tags(
+                {
+                    "eos_value_q20": options["value_quantiles"][0],
+                    "eos_value_q80": options["value_quantiles"][1],
+                }
+            )
+        trainer = trainer_cls(
             model=model,
             reward_funcs=[reward],
             args=training_args(cfg, output_dir),
             train_dataset=to_dataset(train),
             processing_class=tokenizer,
             peft_config=peft_config(model_cfg),
+            **options,
         )
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
         evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked)

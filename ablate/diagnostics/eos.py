@@ -1,0 +1,140 @@
+"""The gradient of the actual training loss on the end-of-sequence logit, per completion token.
+
+RLEV's explanation of value-sensitive answer length is that the value scale s(x) multiplies
+the policy gradient on the EOS logit. This measures it, exactly and without a second backward:
+
+- ``c_t = dL/d log pi(y_t)`` is read from the backward pass of the real loss (TRL's
+  ``loss_type`` normalisation, importance ratios, clipping and KL all included), by keeping the
+  gradient of the per-token log-probabilities;
+- ``dL/dz_eos = c_t * (1[y_t = eos] - pi_t(eos))`` for the logit ``z`` that enters the softmax
+  (after TRL's logit scale, soft-capping and temperature); with an entropy bonus its term
+  ``-e_t * pi_t(eos) * (log pi_t(eos) + H_t)`` is added, ``e_t = dL/dH_t``;
+- ``log pi_t(eos) = log pi_t(y_t) + z_eos - z_{y_t}``: two dot products with the final hidden
+  state, since TRL's fused LM head never materialises the logits.
+
+Tokens are grouped by the question's value (bottom 20%, middle, top 20% by the training set's
+value quantiles) and by position (the terminal EOS token vs the tokens before it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+BUCKETS = ("bottom20", "middle", "top20")
+POSITIONS = ("all", "terminal", "before")
+
+
+def final_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cfg: Any, t: float):
+    """``softcap(scale * (h W^T + b)) / T`` for the rows of ``weight`` given, as TRL's fused head computes."""
+    z = hidden @ weight.T if weight.dim() == 2 else (hidden * weight).sum(-1)
+    if bias is not None:
+        z = z + bias
+    scale = getattr(cfg, "logit_scale", None) or 1.0
+    z = z * scale
+    softcap = getattr(cfg, "final_logit_softcapping", None)
+    if softcap:
+        z = softcap * torch.tanh(z / softcap)
+    return z / t
+
+
+class EOSGradients:
+    """Per-step statistics of dL/dz_eos, by value bucket and position, for one trainer."""
+
+    def __init__(self, eos_token_id: int, value_quantiles: tuple[float, float]):
+        self.eos_token_id = eos_token_id
+        self.low, self.high = value_quantiles
+        self.pending: list[dict[str, torch.Tensor]] = []
+        self.step_tokens: dict[str, list[np.ndarray]] = defaultdict(list)
+
+    def bucket_of(self, values: torch.Tensor) -> torch.Tensor:
+        """0 bottom 20%, 1 middle, 2 top 20% (by the training set's quantiles)."""
+        out = torch.ones_like(values, dtype=torch.long)
+        out[values <= self.low] = 0
+        out[values >= self.high] = 2
+        return out
+
+    def capture(
+        self,
+        logps: torch.Tensor,
+        entropies: torch.Tensor | None,
+        hidden: torch.Tensor,
+        completion_ids: torch.Tensor,
+        mask: torch.Tensor,
+        values: torch.Tensor,
+        lm_head: torch.nn.Module,
+        config: Any,
+        temperature: float,
+    ) -> None:
+        """Keep what the backward pass will complete: the log-probs (gradient retained) and pi(eos)."""
+        logps.retain_grad()
+        if entropies is not None and entropies.requires_grad:
+            entropies.retain_grad()
+        with torch.no_grad():
+            weight, bias = lm_head.weight, lm_head.bias
+            h = hidden.to(weight.dtype)
+
+            def rows(ids: Any) -> torch.Tensor:
+                return final_logits(h, weight[ids], None if bias is None else bias[ids], config, temperature)
+
+            z_eos, z_y = rows(self.eos_token_id), rows(completion_ids)
+            dtype = torch.promote_types(logps.dtype, torch.float32)
+            log_pi_eos = (logps.detach().to(dtype) + (z_eos - z_y).to(dtype)).clamp(max=0.0)
+        self.pending.append(
+            {"logps": logps, "entropies": entropies, "log_pi_eos": log_pi_eos, "ids": completion_ids,
+             "mask": mask.bool(), "values": values}
+        )  # fmt: skip
+
+    def eos_logit_grad(self, item: dict[str, torch.Tensor]) -> torch.Tensor:
+        """dL/dz_eos per token, after the backward pass."""
+        c = item["logps"].grad
+        if c is None:
+            return torch.zeros_like(item["log_pi_eos"])
+        log_pi = item["log_pi_eos"]
+        pi = log_pi.exp()
+        grad = c.to(pi.dtype) * ((item["ids"] == self.eos_token_id).to(pi.dtype) - pi)
+        ent = item["entropies"]
+        if ent is not None and ent.grad is not None:
+            grad = grad - ent.grad.to(pi.dtype) * pi * (log_pi + ent.detach().to(pi.dtype))
+        return grad
+
+    def after_backward(self) -> None:
+        """Turn the captured micro-batches into token records for this optimisation step."""
+        for item in self.pending:
+            grad = self.eos_logit_grad(item)
+            mask = item["mask"]
+            terminal = (item["ids"] == self.eos_token_id) & mask
+            buckets = self.bucket_of(item["values"].float()).unsqueeze(1).expand_as(mask)
+            pos = torch.where(terminal, 1, 2)
+            self.step_tokens["grad"].append(grad[mask].float().cpu().numpy())
+            self.step_tokens["prob"].append(item["log_pi_eos"].exp()[mask].float().cpu().numpy())
+            self.step_tokens["bucket"].append(buckets[mask].cpu().numpy())
+            self.step_tokens["pos"].append(pos[mask].cpu().numpy())
+        self.pending.clear()
+
+    def step_metrics(self) -> dict[str, float]:
+        """``eos/grad_top20``, ``eos/grad_abs_bottom20_terminal``, ``eos/prob_middle``, ... for one step."""
+        if not self.step_tokens:
+            return {}
+        cols = {k: np.concatenate(v) for k, v in self.step_tokens.items()}
+        self.step_tokens.clear()
+        out: dict[str, float] = {}
+        for b, bucket in enumerate(BUCKETS):
+            for position in POSITIONS:
+                sel = cols["bucket"] == b
+                if position != "all":
+                    sel &= cols["pos"] == (1 if position == "terminal" else 2)
+                if not sel.any():
+                    continue
+                suffix = bucket if position == "all" else f"{bucket}_{position}"
+                out[f"eos/grad_{suffix}"] = float(cols["grad"][sel].mean())
+                out[f"eos/grad_abs_{suffix}"] = float(np.abs(cols["grad"][sel]).mean())
+                out[f"eos/prob_{suffix}"] = float(cols["prob"][sel].mean())
+        if out.get("eos/grad_abs_bottom20"):
+            out["eos/grad_abs_ratio_top_bottom"] = (
+                out.get("eos/grad_abs_top20", float("nan")) / out["eos/grad_abs_bottom20"]
+            )
+        return out
