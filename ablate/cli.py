@@ -6,6 +6,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import ablate.config  # noqa: F401 (registers train_schema for every compose of conf/)
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
@@ -14,7 +16,6 @@ def train(argv: list[str]) -> None:
     import hydra
     from omegaconf import DictConfig
 
-    import ablate.config  # noqa: F401 (registers the train_schema)
     from ablate.connect import check_reachable
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -29,6 +29,8 @@ class DiagnosticsConfig:
     """What ``ablate train`` measures beyond TRL's metrics."""
 
     eos: bool = True  # EOS-logit gradient and EOS probability by value bucket, every step (eos/*)
+    eos_top_k: int = 200  # prompts per group in the EOS-probability trajectories at evaluation
+    baseline_run_id: str | None = None  # an earlier run (same tracking store) drawn beside this one
 
 
 @dataclass
@@ -41,7 +43,7 @@ class TrainConfig:
     model: Any = MISSING  # policy (conf/model/)
     algo: Any = MISSING  # TRL trainer and its config defaults (conf/algo/)
     tracking: Any = MISSING  # MLflow store or server (conf/tracking/)
-    seed: int = 0  # seeds TRL, the data split order and the seeded reward variants
+    seed: int = 0  # seeds TRL and the seeded reward variants (the data split has data.split_seed)
     steps: int = 20  # optimisation steps
     lr: float = 5e-4  # learning rate
     batch_size: int = 16  # completions per optimisation step (prompts x generations)

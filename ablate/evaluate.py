@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from ablate import metrics
 
@@ -20,6 +21,17 @@ if TYPE_CHECKING:
     from ablate.verify import Verifier
 
 PREDICTION_COLUMNS = ("id", "exam_id", "value", "answer", "completion", "correct", "length")
+
+
+class EOSProbability(LogitsProcessor):
+    """Records pi(eos) at every generation step, leaving the scores untouched (no logits are kept)."""
+
+    def __init__(self, eos_token_id: int):
+        self.eos_token_id, self.steps = eos_token_id, []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.steps.append(scores.float().softmax(-1)[:, self.eos_token_id].cpu())
+        return scores
 
 
 @torch.no_grad()
@@ -33,25 +45,30 @@ def predict(
 ) -> pd.DataFrame:
     """Greedy completions for ``questions``, checked by ``verifier``; one row per question.
 
-    ``length`` counts generated tokens up to, not including, the first EOS.
+    ``length`` counts generated tokens up to, not including, the first EOS. ``eos_probs`` holds
+    pi(eos) at each generated position, through the EOS itself (not written to predictions.jsonl).
     """
     model.eval()
     device = next(model.parameters()).device
+    stops = stop_token_ids(model, tokenizer)
     rows = []
     for start in range(0, len(questions), batch_size):
         batch = questions.iloc[start : start + batch_size]
         prompts = [_prompt_text(p, tokenizer) for p in batch["prompt"]]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        recorder = EOSProbability(tokenizer.eos_token_id)
         out = model.generate(
             **enc,
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=stops,
             pad_token_id=tokenizer.pad_token_id,
+            logits_processor=LogitsProcessorList([recorder]),
         )
         generated = out[:, enc["input_ids"].shape[1] :]
-        for (_, q), ids in zip(batch.iterrows(), generated.tolist(), strict=True):
-            length = ids.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in ids else len(ids)
+        eos_probs = torch.stack(recorder.steps, dim=1).tolist()
+        for (_, q), ids, probs in zip(batch.iterrows(), generated.tolist(), eos_probs, strict=True):
+            length = next((i for i, t in enumerate(ids) if t in stops), len(ids))
             completion = tokenizer.decode(ids[:length], skip_special_tokens=True)
             correct = verifier(completion, q["answer"], prompt=q["prompt"], answer_type=q.get("answer_type"))
             rows.append(
@@ -63,9 +80,18 @@ def predict(
                     "completion": completion,
                     "correct": bool(correct),
                     "length": length,
+                    "eos_probs": probs[: length + 1],
                 }
             )
-    return pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+    return pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, "eos_probs"])
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The tokens that end a completion: the tokenizer's EOS and the model's generation EOS ids (as TRL)."""
+    stops = [tokenizer.eos_token_id]
+    extra = getattr(model.generation_config, "eos_token_id", None)
+    stops += extra if isinstance(extra, list) else [extra]
+    return list(dict.fromkeys(t for t in stops if t is not None))
 
 
 def _prompt_text(prompt: Any, tokenizer: Any) -> str:
@@ -98,7 +124,9 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
 def write_predictions(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_json(path, orient="records", lines=True, force_ascii=False)
+    df.drop(columns=["eos_probs"], errors="ignore").to_json(
+        path, orient="records", lines=True, force_ascii=False
+    )
     return path
 
 

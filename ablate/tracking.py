@@ -7,6 +7,7 @@ that raises is closed as FAILED with the error kept in the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 import mlflow
+import mlflow.exceptions
 from mlflow.entities import Metric
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
@@ -36,6 +38,7 @@ class TrackingConfig:
     experiment: str = "ablate"  # MLflow experiment name
     connect_timeout_s: float = 10.0  # an unreachable server fails the command within this time
     sample_completions: int = 32  # evaluation completions kept in samples.jsonl
+    artifact_location: str | None = None  # artifacts of a new experiment (None: beside a SQLite store)
     flush_every_s: float = 10.0  # per-step metrics are sent in one batch at most this often (and at the end)
 
 
@@ -53,6 +56,13 @@ def params_of(cfg: DictConfig) -> dict[str, str]:
     """The flattened resolved config, redacted, each value within MLflow's length limit."""
     tree = redact(OmegaConf.to_container(cfg, resolve=True))
     return {k: str(v)[:MAX_PARAM_VAL_LENGTH] for k, v in flatten(tree).items()}
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """``mlartifacts/`` beside a SQLite store (MLflow would use the working directory); servers decide."""
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts")
+    return None
 
 
 def git_commit(path: Path) -> str | None:
@@ -91,6 +101,10 @@ class TrackedRun:
     def __enter__(self) -> TrackedRun:
         check_reachable(self.cfg.uri, self.cfg.connect_timeout_s)
         mlflow.set_tracking_uri(self.cfg.uri)
+        if mlflow.get_experiment_by_name(self.cfg.experiment) is None:
+            location = self.cfg.artifact_location or default_artifact_location(self.cfg.uri)
+            with contextlib.suppress(mlflow.exceptions.MlflowException):  # created meanwhile by another run
+                mlflow.create_experiment(self.cfg.experiment, artifact_location=location)
         mlflow.set_experiment(self.cfg.experiment)
         self.run_id = mlflow.start_run(run_name=self.run_name, tags=self.tags).info.run_id
         return self

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import mlflow
 import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -24,20 +25,19 @@ from ablate import metrics
 from ablate.config import check_targets
 from ablate.connect import redact
 from ablate.diagnostics.trainer import with_eos_diagnostics
+from ablate.diagnostics.trajectories import eos_trajectories, plot_eos_trajectories
 from ablate.evaluate import format_metrics, predict, write_predictions
 from ablate.models import load_model, peft_config
 from ablate.tracking import StepMetrics, TrackedRun, git_commit, params_of, samples_jsonl
 
 log = logging.getLogger(__name__)
 
-# Dataset columns that reward variants may read; the rest of the table stays out of the batches.
-REWARD_COLUMNS = ("prompt", "answer", "value", "id", "total", "difficulty", "predicted_score", "answer_type")
 REPO = Path(__file__).resolve().parent.parent
 
 
 def to_dataset(df: pd.DataFrame) -> datasets.Dataset:
-    cols = [c for c in REWARD_COLUMNS if c in df.columns and df[c].notna().any()]
-    frame = df[cols].reset_index(drop=True)
+    # Every column the loader kept reaches the reward functions (reward.column may name any of them).
+    frame = df[[c for c in df.columns if df[c].notna().any()]].reset_index(drop=True)
     frame.attrs = {}  # the loader's skip report is not a dataset column
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
@@ -112,6 +112,26 @@ class Evaluator(TrainerCallback):
             self.evaluate(model, state.global_step)
 
 
+def eos_figure(cfg: DictConfig, predictions: pd.DataFrame, output_dir: Path) -> list[Path]:
+    """The EOS-probability trajectories (table and figure), with a baseline run's beside them if given."""
+    table = eos_trajectories(predictions, cfg.diagnostics.eos_top_k, run=output_dir.name)
+    baseline = cfg.diagnostics.baseline_run_id
+    if baseline:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=baseline, artifact_path="eos_trajectories.csv", tracking_uri=cfg.tracking.uri
+        )
+        theirs = pd.read_csv(local)
+        own = theirs["run"].iloc[0] if "run" in theirs and len(theirs) else baseline
+        table = pd.concat(
+            [theirs[theirs["run"] == own].assign(run=f"baseline {own}"), table], ignore_index=True
+        )
+    table.to_csv(output_dir / "eos_trajectories.csv", index=False)
+    return [
+        output_dir / "eos_trajectories.csv",
+        *plot_eos_trajectories(table, output_dir / "eos_trajectories"),
+    ]
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, evaluate, write and log everything; return the final eval metrics."""
     for group in ("data", "verifier", "reward", "model", "algo", "tracking"):
@@ -180,7 +200,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
             trainer.save_model(str(output_dir / "model"))
         for name in ("predictions.jsonl", "metrics.json", "train_log.csv"):
             tracked.log_artifact(output_dir / name)
-        sample = predictions.head(instantiate(cfg.tracking).sample_completions).to_dict("records")
+        if cfg.diagnostics.eos:
+            for path in eos_figure(cfg, predictions, output_dir):
+                tracked.log_artifact(path)
+        sample = predictions.drop(columns="eos_probs").head(tracked.cfg.sample_completions).to_dict("records")
         tracked.log_text(samples_jsonl(sample), "samples.jsonl")
         tracked.log_text(
             metrics.length_by_value_bucket(predictions).to_csv(index=False), "length_by_value.csv"

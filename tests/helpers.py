@@ -80,3 +80,15 @@ class MlflowServer:
                 self.proc.kill()
         if getattr(self, "log", None):
             self.log.close()
+
+
+class HashJudge:
+    """A deterministic stand-in judge: right for about half the questions, by a hash of the prompt.
+
+    Gives evaluation tests non-trivial Acc / H-Acc on an untrained model.
+    """
+
+    def __call__(self, prompt, completion, reference) -> bool:
+        import hashlib
+
+        return hashlib.sha256(str(prompt).encode()).digest()[0] % 2 == 0

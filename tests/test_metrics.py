@@ -28,10 +28,11 @@ def test_five_row_table_by_hand():
 
 
 def test_paper_value_density_example():
-    # The paper's REINFORCE++ 7B RLEV row: 57.0 / 84.8 = 0.67.
-    assert round(57.0 / 84.8, 2) == 0.67
-    df = pd.DataFrame({"value": [1.0, 1.0], "correct": [True, False], "length": [84.8, 84.8]})
-    assert metrics.summary(df)["value_density"] == pytest.approx(50.0 / 84.8)
+    # The paper's REINFORCE++ 7B RLEV row: H-Acc 57.0, length 84.8, value density 0.67.
+    df = pd.DataFrame({"value": [0.57, 0.43], "correct": [True, False], "length": [80.0, 89.6]})
+    s = metrics.summary(df)
+    assert s["h_acc"] == pytest.approx(57.0) and s["length"] == pytest.approx(84.8)
+    assert round(s["value_density"], 2) == 0.67
 
 
 def test_h_acc_differs_from_acc_when_values_differ():

@@ -54,6 +54,10 @@ def test_run_is_logged_to_the_server(algo, server, tmp_path):
         "completions/clipped_ratio",
     ):
         assert [m.step for m in client.get_metric_history(run_id, name)] == list(range(1, steps + 1)), name
+    eos = [k for k in mlrun.data.metrics if k.startswith("eos/prob_")]
+    assert eos  # the EOS diagnostics are on by default and logged every step
+    covered = {m.step for name in eos for m in client.get_metric_history(run_id, name)}
+    assert covered == set(range(1, steps + 1))
     for name, value in summary.items():
         if name != "n":
             (point,) = client.get_metric_history(run_id, f"eval/{name}")

@@ -76,8 +76,12 @@ def canonical_row(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     """
     try:
         prompt = raw.get("prompt")
-        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+        if prompt is None or (
+            isinstance(prompt, str | list) and not (prompt.strip() if isinstance(prompt, str) else prompt)
+        ):
             raise ValueError("missing 'prompt'")
+        if not isinstance(prompt, str | list):
+            raise ValueError(f"'prompt' must be text or a list of chat messages, got {type(prompt).__name__}")
         answer = raw.get("answer")
         answer = "" if answer is None else str(answer).strip()
         if not answer:
@@ -141,6 +145,13 @@ def build_table(
         log.warning("%s", report)
     if not rows:
         raise ValueError(f"{source}: no valid exam rows" + (f" ({report})" if report.skipped else ""))
+    chat = [isinstance(r["prompt"], list) for r in rows]
+    if any(chat) and not all(chat):
+        odd = next(r for r, c in zip(rows, chat, strict=True) if c != chat[0])
+        kinds = ("chat messages", "text") if chat[0] else ("text", "chat messages")
+        raise ValueError(
+            f"{odd['id']}: prompt is {kinds[1]} but earlier prompts are {kinds[0]}; use one format"
+        )
     df = pd.DataFrame(rows)
     extra = [c for c in df.columns if c not in CANONICAL]
     df = df[list(CANONICAL) + extra]

@@ -22,9 +22,13 @@ def rlev_scale(value: np.ndarray | float, alpha: float) -> np.ndarray:
 
 
 def check_alpha(alpha: float) -> float:
-    if alpha is None or not np.isfinite(alpha) or alpha < 0:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value) or value < 0:
         raise ValueError(f"reward.alpha={alpha!r}: must be a finite number >= 0 (the paper uses 10)")
-    return float(alpha)
+    return value
 
 
 class ValueScaledReward:

@@ -16,11 +16,13 @@ from typing import Any
 
 from math_verify import parse, verify
 
-from ablate.verify.extract import check_order, completion_text, extract
+from ablate.verify.extract import check_order, completion_text, extract, last_letter
 
 MODES = ("auto", "math", "choice", "exact")
 AUTO_ORDER = ("boxed", "answer_line")
 _CHOICE = re.compile(r"^\s*[A-Ga-g](?:[\s,、;]*[A-Ga-g])*\s*$")
+# An answer that is only choice letters: "AC", "A, C", "c"; lower-case runs need separators ("bad" is a word).
+_LETTERS_ONLY = re.compile(r"^\s*(?:[A-G](?:[\s,、;]*[A-G])*|[a-g](?:[\s,、;]+[a-g])*)\s*$")
 
 
 def is_choice(reference: str) -> bool:
@@ -96,7 +98,9 @@ class Verifier:
         if answer is None:
             return False
         if kind == "choice":
-            return bool(choice_set(answer)) and choice_set(answer) == choice_set(reference)
+            # "Answer: the answer is C because ..." -> the standalone letters, not every capital A-G.
+            letters = answer if _LETTERS_ONLY.match(answer) else last_letter(answer) or ""
+            return bool(letters) and choice_set(letters) == choice_set(reference)
         if kind == "math":
             return self._math_equal(answer, reference)
         return normalise(answer) == normalise(reference)

@@ -16,12 +16,19 @@ def test_rlev_release_format_json_and_jsonl():
     assert df["answer"].tolist() == ["4", "9", "B", "7", "0.5"]
     assert df["value"].tolist() == pytest.approx([3 / 150, 30 / 150, 6 / 100, 5 / 100, 2 / 100])
     assert df["split"].tolist() == ["train", "train", "train", "test", "test"]
-    # Chat-formatted strings and message lists are kept as they are.
+    # Chat-formatted strings are kept as they are.
     assert df["prompt"][1].startswith("<|im_start|>user")
-    assert df["prompt"][2] == [{"role": "user", "content": "Which is prime? A. 4 B. 5 C. 6"}]
     # JSONL rows are named by line (the blank line 2 is skipped), JSON items by index.
     assert df["id"].tolist()[3:] == [f"{FIXTURES}/rlev/test.jsonl:1", f"{FIXTURES}/rlev/test.jsonl:3"]
     assert df["id"][0].endswith("train.json:item 0")
+
+
+def test_chat_message_prompts_are_kept_and_formats_not_mixed():
+    df = TableExams(path=str(FIXTURES / "rlev/chat.jsonl"), fields=RLEV).read()
+    assert df["prompt"][0] == [{"role": "user", "content": "Which is prime? A. 4 B. 5 C. 6"}]
+    mixed = r"mixed\.jsonl:2: prompt is chat messages but earlier prompts are text"
+    with pytest.raises(ValueError, match=mixed):
+        TableExams(path=str(FIXTURES / "rlev/mixed.jsonl"), fields=RLEV).read()
 
 
 def test_conf_rlev_json_instantiates():

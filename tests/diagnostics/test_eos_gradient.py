@@ -50,6 +50,7 @@ CASES = [
     ("grpo", GRPOTrainer, ["algo.args.loss_type=bnpo", "+algo.args.entropy_coef=0.05"]),
     ("rloo", RLOOTrainer, []),
     ("reinforce_pp", ReinforcePPTrainer, []),
+    ("reinforce_pp_baseline", ReinforcePPTrainer, []),
 ]
 
 

@@ -21,6 +21,10 @@ verifier = Verifier()
         ("Answer: A", "AC", False),  # a subset is wrong
         ("I choose (B).", "B", True),
         ("I choose (B).", "D", False),
+        ("Answer: The answer is C", "C", True),  # words on the answer line are not choice letters
+        ("Answer: C because of the derivation", "C", True),
+        ("Answer: bad", "ABD", False),
+        ("Answer: A and D", "AD", True),
     ],
 )
 def test_choice(completion, reference, expected):
