@@ -1,6 +1,7 @@
 """GAOKAO-Bench: Chinese college-entrance exam questions with their official points.
 
-Kept: every ``Data/Objective_Questions`` file (option letters; ``answer_type="choice"``) and the
+Kept: every ``Data/Objective_Questions`` file (option letters: ``answer_type="choice"`` for one
+answer slot, ``"sequence"`` for one letter per blank, checked in order) and the
 two math fill-in-the-blank files (``answer_type="math"``); the other subjective files need a judge.
 An objective item has one ``score`` per answer slot (GAOKAO-Bench's ``OBJ_score_evaluation.py``):
 an English reading passage with answers ``["C", "A", "B"]`` at 2 points is one row worth 6 points,
@@ -97,6 +98,11 @@ def _points(item: dict[str, Any], slots: int) -> float:
     return slots * float(score)
 
 
+def slots_of(item: dict[str, Any]) -> int:
+    answer = item.get("answer")
+    return len(answer) if isinstance(answer, list) else 1
+
+
 def item_row(item: Any, subject: str, fill_in: bool) -> dict[str, Any]:
     """One item as a row without ``total`` (that needs the whole exam); ValueError if unusable."""
     if not isinstance(item, dict):
@@ -128,7 +134,7 @@ def item_row(item: Any, subject: str, fill_in: bool) -> dict[str, Any]:
     return {
         "prompt": question.strip(),
         "answer": answer,
-        "answer_type": "math" if fill_in else "choice",
+        "answer_type": "math" if fill_in else ("sequence" if slots_of(item) > 1 else "choice"),
         "score": points,
         "exam_id": f"{PAPER[subject]}/{year}/{normalise_category(category)}",
         "difficulty": None,

@@ -41,7 +41,7 @@ def test_keeps_every_objective_and_math_fill_in_item(official):
     fill_in = raw_items("Subjective_Questions/*_Math_*Fill-in-the-Blank.json")
     assert (len(objective), len(fill_in)) == (1781, 167)
     assert len(official) == 1948
-    assert official["answer_type"].value_counts().to_dict() == {"choice": 1781, "math": 167}
+    assert official["answer_type"].value_counts().to_dict() == {"choice": 1526, "sequence": 255, "math": 167}
     assert official["id"].is_unique
     assert official["exam_id"].nunique() == 173
     assert official["difficulty"].isna().all()
