@@ -84,15 +84,11 @@ class Evaluator(TrainerCallback):
     def __init__(
         self, cfg: DictConfig, tokenizer: Any, questions: pd.DataFrame, verifier: Any, run: TrackedRun
     ):
-        self.cfg, self.tokenizer, self.questions, self.verifier, self.run = (
-            cfg,
-            tokenizer,
-            questions,
-            verifier,
-            run,
-        )
+        self.cfg, self.tokenizer, self.verifier, self.run = cfg, tokenizer, verifier, run
+        self.questions = questions
 
-    def evaluate(self, model: Any, step: int) -> tuple[pd.DataFrame, dict[str, float]]:
+    def evaluate(self, model: Any, step: int) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
+        """Predictions, their summary metrics and length by value bucket, logged at ``step``."""
         was_training = model.training
         predictions = predict(
             model, self.tokenizer, self.questions, self.verifier, self.cfg.max_completion_length,
@@ -101,10 +97,11 @@ class Evaluator(TrainerCallback):
         model.train(was_training)
         summary = metrics.summary(predictions)
         logged = {f"eval/{k}": v for k, v in summary.items() if k != "n"}
-        for row in metrics.length_by_value_bucket(predictions).itertuples():
+        buckets = metrics.length_by_value_bucket(predictions)
+        for row in buckets.itertuples():
             logged[f"eval/length_bucket{row.bucket}"] = row.length
         self.run.log_metrics(logged, step=step)
-        return predictions, summary
+        return predictions, summary, buckets
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         every = self.cfg.eval_every
@@ -193,7 +190,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
         history = pd.DataFrame([h for h in trainer.state.log_history if "loss" in h])
         history.to_csv(output_dir / "train_log.csv", index=False)
-        predictions, summary = evaluator.evaluate(trainer.model, trainer.state.global_step)
+        predictions, summary, buckets = evaluator.evaluate(trainer.model, trainer.state.global_step)
         write_predictions(predictions, output_dir / "predictions.jsonl")
         (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         if cfg.save_model:
@@ -205,9 +202,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 tracked.log_artifact(path)
         sample = predictions.drop(columns="eos_probs").head(tracked.cfg.sample_completions).to_dict("records")
         tracked.log_text(samples_jsonl(sample), "samples.jsonl")
-        tracked.log_text(
-            metrics.length_by_value_bucket(predictions).to_csv(index=False), "length_by_value.csv"
-        )
-    print(format_metrics(summary, metrics.length_by_value_bucket(predictions)))
+        tracked.log_text(buckets.to_csv(index=False), "length_by_value.csv")
+    print(format_metrics(summary, buckets))
     print(f"run directory: {output_dir}   MLflow run: {tracked.run_id} ({tracked.cfg.uri})")
     return summary
