@@ -36,7 +36,70 @@ def evaluate(argv: list[str]) -> None:
     main(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], None]] = {"train": train, "evaluate": evaluate}
+def split_sweep_args(argv: list[str]) -> tuple[str, list[str], list[str]]:
+    """``study=NAME``, ``sweep.KEY=VALUE`` overrides, and the rest (ablate train overrides)."""
+    study, sweep, rest = None, [], []
+    for arg in argv:
+        if arg.startswith("study="):
+            study = arg.removeprefix("study=")
+        elif arg.startswith("sweep."):
+            sweep.append(arg)
+        else:
+            rest.append(arg)
+    if not study:
+        from ablate.sweep.study import study_choices
+
+        sys.exit(f"ablate: study=NAME is required; valid choices are {', '.join(study_choices())}")
+    return study, sweep, rest
+
+
+def sweep(argv: list[str]) -> None:
+    """run or resume a study (study=NAME [train overrides] [sweep.workers=N] [sweep.storage=URL])"""
+    from ablate.sweep.study import load_study
+
+    study, sweep_args, train_args = split_sweep_args(argv)
+    try:
+        cfg = load_study(study, sweep_args, train_args)
+        from ablate.sweep.launcher import run_sweep
+
+        code = run_sweep(cfg)
+    except (ValueError, FileNotFoundError, ConnectionError) as err:
+        sys.exit(f"ablate sweep: {err}")
+    sys.exit(code)
+
+
+def dashboard(argv: list[str]) -> None:
+    """optuna-dashboard on a study's storage (study=NAME [sweep.storage=URL] [--host H] [--port P])"""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ablate dashboard")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8080)
+    options, rest = parser.parse_known_args(argv)
+    from ablate.sweep.study import load_study
+
+    study, sweep_args, train_args = split_sweep_args(rest)
+    try:
+        cfg = load_study(study, sweep_args, train_args)
+        from ablate.sweep.launcher import storage_url_of
+
+        url = storage_url_of(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"ablate dashboard: {err}")
+    import optuna_dashboard
+
+    from ablate.connect import redact
+
+    print(f"optuna-dashboard on {redact(url)}: http://{options.host}:{options.port}/dashboard")
+    optuna_dashboard.run_server(url, host=options.host, port=options.port)
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "train": train,
+    "evaluate": evaluate,
+    "sweep": sweep,
+    "dashboard": dashboard,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

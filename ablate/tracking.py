@@ -89,24 +89,37 @@ def numeric(logs: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def ensure_experiment(cfg: TrackingConfig) -> str:
+    """The id of ``cfg.experiment``, created (artifacts beside a SQLite store) if it does not exist."""
+    check_reachable(cfg.uri, cfg.connect_timeout_s)
+    client = mlflow.MlflowClient(cfg.uri)
+    experiment = client.get_experiment_by_name(cfg.experiment)
+    if experiment is None:
+        location = cfg.artifact_location or default_artifact_location(cfg.uri)
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # created meanwhile by another run
+            return client.create_experiment(cfg.experiment, artifact_location=location)
+        experiment = client.get_experiment_by_name(cfg.experiment)
+    return experiment.experiment_id
+
+
 class TrackedRun:
     """A context manager around one MLflow run; ``with TrackedRun(...) as run: ...``."""
 
-    def __init__(self, cfg: TrackingConfig, run_name: str, tags: dict[str, Any]):
+    def __init__(
+        self, cfg: TrackingConfig, run_name: str, tags: dict[str, Any], parent_run_id: str | None = None
+    ):
         self.cfg = cfg
         self.run_name = run_name
         self.tags = {k: str(v) for k, v in tags.items() if v is not None}
+        self.parent_run_id = parent_run_id  # nests this run under another (a sweep's study run)
         self.run_id: str | None = None
 
     def __enter__(self) -> TrackedRun:
-        check_reachable(self.cfg.uri, self.cfg.connect_timeout_s)
+        ensure_experiment(self.cfg)
         mlflow.set_tracking_uri(self.cfg.uri)
-        if mlflow.get_experiment_by_name(self.cfg.experiment) is None:
-            location = self.cfg.artifact_location or default_artifact_location(self.cfg.uri)
-            with contextlib.suppress(mlflow.exceptions.MlflowException):  # created meanwhile by another run
-                mlflow.create_experiment(self.cfg.experiment, artifact_location=location)
         mlflow.set_experiment(self.cfg.experiment)
-        self.run_id = mlflow.start_run(run_name=self.run_name, tags=self.tags).info.run_id
+        started = mlflow.start_run(run_name=self.run_name, tags=self.tags, parent_run_id=self.parent_run_id)
+        self.run_id = started.info.run_id
         return self
 
     def set_tags(self, tags: dict[str, Any]) -> None:
@@ -134,11 +147,13 @@ class TrackedRun:
         try:
             mlflow.flush_async_logging()
         finally:
-            if exc is not None:
-                mlflow.set_tag("error", f"{exc_type.__name__}: {exc}"[:5000])
-                mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-            else:
+            if exc is None:
                 mlflow.end_run(status="FINISHED")
+            else:
+                # An exception may say how the run ended (a pruned sweep trial: KILLED, tag "pruned").
+                default = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+                mlflow.set_tag(getattr(exc, "mlflow_tag", "error"), f"{exc_type.__name__}: {exc}"[:5000])
+                mlflow.end_run(status=getattr(exc, "mlflow_status", default))
 
 
 class StepMetrics(TrainerCallback):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +80,32 @@ def choices(cfg: DictConfig) -> dict[str, str]:
     return out
 
 
+@dataclass
+class RunHooks:
+    """What a caller such as ``ablate sweep`` adds to a run; every field is optional."""
+
+    parent_run_id: str | None = None  # nest the MLflow run under this one (the study's run)
+    tags: dict[str, Any] = field(default_factory=dict)  # extra MLflow tags (study name, trial number)
+    on_start: Callable[[str], None] | None = None  # called with the MLflow run id once the run exists
+    # called after each periodic evaluation (not the final one) with the step and eval metrics;
+    # it may raise (a pruned trial) to stop training, and the run ends as the exception says
+    on_eval: Callable[[int, dict[str, float]], None] | None = None
+
+
 class Evaluator(TrainerCallback):
     """Greedy evaluation on the test questions: every ``eval_every`` steps and at the end."""
 
     def __init__(
-        self, cfg: DictConfig, tokenizer: Any, questions: pd.DataFrame, verifier: Any, run: TrackedRun
+        self,
+        cfg: DictConfig,
+        tokenizer: Any,
+        questions: pd.DataFrame,
+        verifier: Any,
+        run: TrackedRun,
+        on_eval: Callable[[int, dict[str, float]], None] | None = None,
     ):
         self.cfg, self.tokenizer, self.verifier, self.run = cfg, tokenizer, verifier, run
-        self.questions = questions
+        self.questions, self.on_eval = questions, on_eval
 
     def evaluate(self, model: Any, step: int) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
         """Predictions, their summary metrics and length by value bucket, logged at ``step``."""
@@ -106,7 +126,9 @@ class Evaluator(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         every = self.cfg.eval_every
         if every and state.global_step % every == 0 and state.global_step < state.max_steps:
-            self.evaluate(model, state.global_step)
+            _, summary, _ = self.evaluate(model, state.global_step)
+            if self.on_eval is not None:
+                self.on_eval(state.global_step, summary)
 
 
 def eos_figure(cfg: DictConfig, predictions: pd.DataFrame, output_dir: Path) -> list[Path]:
@@ -129,8 +151,9 @@ def eos_figure(cfg: DictConfig, predictions: pd.DataFrame, output_dir: Path) -> 
     ]
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
+def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     """Train, evaluate, write and log everything; return the final eval metrics."""
+    hooks = hooks or RunHooks()
     for group in ("data", "verifier", "reward", "model", "algo", "tracking"):
         check_targets(cfg[group], group)
     output_dir = Path(cfg.output_dir)
@@ -140,7 +163,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     picked = choices(cfg)
     tags = {"dataset": picked.pop("data"), **picked}
     tags |= {"seed": cfg.seed, "git_commit": git_commit(REPO), "output_dir": str(output_dir.resolve())}
-    with TrackedRun(instantiate(cfg.tracking), output_dir.name, tags) as tracked:
+    tags |= hooks.tags
+    with TrackedRun(instantiate(cfg.tracking), output_dir.name, tags, hooks.parent_run_id) as tracked:
+        if hooks.on_start is not None:
+            hooks.on_start(tracked.run_id)
         tracked.log_params(params_of(cfg))
         tracked.log_text(config_yaml, "config.yaml")
 
@@ -183,7 +209,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             **options,
         )
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
-        evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked)
+        evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval)
         trainer.add_callback(StepMetrics(tracked, tracked.cfg.flush_every_s))
         trainer.add_callback(evaluator)
         trainer.train()

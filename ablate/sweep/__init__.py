@@ -1,0 +1,1 @@
+"""``ablate sweep``: studies of many ``ablate train`` runs as Optuna trials, tracked in MLflow."""

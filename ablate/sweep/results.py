@@ -1,0 +1,63 @@
+"""A study's result table from its Optuna trials: one row per variant, seeds averaged.
+
+Each COMPLETE trial carries its final eval metrics in its user attributes (``metrics``), so
+the table needs only the study's storage. ``ablate report`` (confidence intervals, paired
+tests) builds on the MLflow runs; this is the quick look printed at the end of a sweep.
+"""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+COLUMNS = {
+    "acc": "Acc",
+    "h_acc": "H-Acc",
+    "length": "length",
+    "value_density": "value density",
+    "acc_top20": "top-20% Acc",
+    "acc_bottom20": "bottom-20% Acc",
+}
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per COMPLETE trial: its number, parameters, metrics and MLflow run id."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        metrics = trial.user_attrs.get("metrics", {})
+        rows.append(
+            {
+                "trial": trial.number,
+                **trial.params,
+                **{k: metrics.get(k, float("nan")) for k in COLUMNS},
+                "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def results_table(study: optuna.Study, grid: bool, objective: str = "h_acc") -> pd.DataFrame:
+    """Grid: rows = parameter combinations without ``seed``, metrics averaged over seeds (``n``).
+
+    A search: one row per trial, best first by the first objective.
+    """
+    frame = trials_frame(study)
+    if frame.empty:
+        return frame
+    params = [c for c in frame.columns if c not in ("trial", "mlflow_run_id", *COLUMNS)]
+    if not grid:
+        ascending = study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+        table = frame.drop(columns="mlflow_run_id").sort_values(objective, ascending=ascending)
+        return table.rename(columns=COLUMNS).reset_index(drop=True)
+    keys = [p for p in params if p != "seed"] or params
+    grouped = frame.groupby(keys, sort=False, dropna=False)
+    table = grouped[list(COLUMNS)].mean()
+    table.insert(0, "n", grouped.size())
+    return table.rename(columns=COLUMNS).reset_index()
+
+
+def format_table(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "(no completed trials)"
+    return table.to_string(index=False, float_format=lambda x: f"{x:.2f}")

@@ -1,0 +1,127 @@
+"""One function hides the Optuna storage behind a URL; the study's Optuna objects from its file.
+
+``sqlite:///F`` and any SQLAlchemy URL (``postgresql+psycopg://...``) give an ``RDBStorage``
+with heartbeats, so a trial whose worker died is failed and retried; ``journal:PATH`` gives
+Optuna's journal file storage (no heartbeat: ``ablate sweep`` still fails and retries the
+trials of its own workers that died).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from ablate.connect import redact
+
+log = logging.getLogger(__name__)
+JOURNAL = "journal:"
+
+
+def default_storage_url(tracking_uri: str) -> str:
+    """``optuna.db`` beside a SQLite MLflow store, else in the working directory."""
+    if tracking_uri.startswith("sqlite:///"):
+        folder = Path(tracking_uri.removeprefix("sqlite:///")).parent
+        return f"sqlite:///{folder / 'optuna.db'}"
+    return "sqlite:///optuna.db"
+
+
+class RetryAndMarkRun(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a dead trial, plus its MLflow run marked FAILED (it would stay RUNNING)."""
+
+    def __init__(self, max_retry: int, tracking_uri: str | None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(max_retry=max_retry)
+        self.tracking_uri = tracking_uri
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        super().__call__(study, trial)
+        log.warning("trial %d lost its worker; failed and queued again", trial.number)
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id and self.tracking_uri:
+            from mlflow import MlflowClient
+
+            client = MlflowClient(self.tracking_uri)
+            try:
+                client.set_tag(run_id, "error", "worker lost (killed or no heartbeat); the trial was retried")
+                client.set_terminated(run_id, status="FAILED")
+            except Exception as err:  # the trial's retry matters more than its old run's status
+                log.warning("could not mark MLflow run %s FAILED: %s", run_id, err)
+
+
+def get_storage(
+    url: str,
+    heartbeat_s: int = 10,
+    grace_s: int | None = None,
+    on_stale: RetryAndMarkRun | None = None,
+) -> optuna.storages.BaseStorage:
+    """The Optuna storage behind ``url``; SQL storages get heartbeats and ``on_stale``."""
+    if url.startswith(JOURNAL):
+        path = Path(url.removeprefix(JOURNAL))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Workers, the launcher and heartbeats all write: wait for the file lock, do not fail.
+        engine_kwargs["connect_args"] = {"timeout": 120}
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        engine_kwargs["pool_pre_ping"] = True  # a restarted database server is reconnected to
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_s,
+                grace_period=grace_s or 3 * heartbeat_s,
+                heartbeat_stale_trial_callback=on_stale,
+            )
+        except Exception as err:
+            raise ConnectionError(f"Optuna storage {redact(url)}: {err}") from None
+
+
+def sampler_of(cfg: DictConfig, cells: list[dict[str, Any]]) -> optuna.samplers.BaseSampler:
+    """The study's sampler; a grid's cells are queued, so GridSampler only records the grid."""
+    if cfg.sampler is not None:
+        if cfg.grid and "GridSampler" in cfg.sampler._target_:
+            return instantiate(cfg.sampler, search_space=_grid_space(cells))
+        return instantiate(cfg.sampler)
+    if cfg.grid:
+        return optuna.samplers.GridSampler(_grid_space(cells), seed=0)
+    return optuna.samplers.TPESampler(seed=0)
+
+
+def pruner_of(cfg: DictConfig) -> optuna.pruners.BasePruner:
+    return optuna.pruners.NopPruner() if cfg.pruner is None else instantiate(cfg.pruner)
+
+
+def _grid_space(cells: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    space: dict[str, list[Any]] = {}
+    for cell in cells:
+        for key, value in cell.items():
+            if value not in space.setdefault(key, []):
+                space[key].append(value)
+    return space
+
+
+def suggest(trial: optuna.Trial, name: str, distribution: Any) -> Any:
+    """A parameter from an Optuna distribution, through the trial's public suggest API."""
+    d = optuna.distributions
+    if isinstance(distribution, d.FloatDistribution):
+        return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step,
+                                   log=distribution.log)  # fmt: skip
+    if isinstance(distribution, d.IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step,
+                                 log=distribution.log)  # fmt: skip
+    if isinstance(distribution, d.CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    raise TypeError(f"space.{name}: {type(distribution).__name__} is not an Optuna distribution")

@@ -1,0 +1,161 @@
+"""One trial in its own process: ``python -m ablate.sweep.trial`` with a JSON spec on stdin.
+
+The launcher starts one such process per trial, so each trial's memory (GPU included) is
+returned when it exits. The process takes the next queued trial (or asks the sampler for
+one), composes its ``ablate train`` config with Hydra, trains it as a child MLflow run of the
+study's run, reports periodic eval values so the pruner can stop it, and tells Optuna the
+objective(s). A trial that raises fails alone: state FAIL, error in its user attributes and
+on its MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import sys
+from typing import Any
+
+import optuna
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.trial import TrialState
+
+from ablate.sweep.storage import RetryAndMarkRun, get_storage, pruner_of, sampler_of, suggest
+from ablate.sweep.study import StudyConfig, cell_key, grid_cells, override
+
+log = logging.getLogger(__name__)
+LIVE = (TrialState.WAITING, TrialState.RUNNING)
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class PrunedTrial(optuna.TrialPruned):
+    """Optuna's pruned signal that also ends the trial's MLflow run as KILLED, tagged ``pruned``."""
+
+    mlflow_status = "KILLED"
+    mlflow_tag = "pruned"
+
+
+class DuplicateCell(RuntimeError):
+    """Another trial already holds this grid cell (a race between machines enqueueing or asking)."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def compose_trial(overrides: list[str]) -> DictConfig:
+    """The trial's ``ablate train`` config, with Hydra's record of group choices (for run tags)."""
+    from ablate.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def duplicate_of(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any]) -> int | None:
+    """The trial that owns this cell if it is not this one: done, or live with a lower number."""
+    key = cell_key(params)
+    for other in study.get_trials(deepcopy=False):
+        if other.number == trial.number:
+            continue
+        if cell_key(other.params or other.system_attrs.get("fixed_params", {})) != key:
+            continue
+        if other.state in DONE or (other.state in LIVE and other.number < trial.number):
+            return other.number
+    return None
+
+
+class Objective:
+    """Optuna's objective for one trial of the study in ``spec``."""
+
+    def __init__(self, spec: dict[str, Any], study_cfg: DictConfig):
+        self.spec, self.cfg = spec, study_cfg
+
+    def params(self, trial: optuna.Trial) -> dict[str, Any]:
+        if self.cfg.grid:
+            return {k: trial.suggest_categorical(k, list(v)) for k, v in self.cfg.grid.items()}
+        return {
+            k: suggest(trial, k, instantiate(node, _convert_="all")) for k, node in self.cfg.space.items()
+        }
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        from ablate.train import RunHooks, run
+
+        trial.set_user_attr("worker", worker_id())
+        params = self.params(trial)
+        if self.cfg.grid:
+            owner = duplicate_of(trial.study, trial, params)
+            if owner is not None:
+                trial.set_user_attr("duplicate_of", owner)
+                raise DuplicateCell(f"cell {params} is already held by trial {owner}")
+        output_dir = f"{self.spec['dir']}/trial_{trial.number:04d}"
+        trial.set_user_attr("output_dir", output_dir)
+        overrides = [*self.cfg.overrides, *(override(k, v) for k, v in params.items())]
+        cfg = compose_trial([*overrides, f"output_dir={output_dir}"])
+        name = self.cfg.sweep.name
+        hooks = RunHooks(
+            parent_run_id=self.spec["parent_run_id"],
+            tags={"ablate.study": name, "optuna.study": name, "optuna.trial_number": trial.number},
+            on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
+            on_eval=self.reporter(trial) if len(self.cfg.objectives) == 1 else None,
+        )
+        try:
+            summary = run(cfg, hooks)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+            raise
+        trial.set_user_attr("metrics", {k: v for k, v in summary.items() if math.isfinite(v)})
+        values = tuple(summary[o.metric] for o in self.cfg.objectives)
+        return values[0] if len(values) == 1 else values
+
+    def reporter(self, trial: optuna.Trial):
+        metric = self.cfg.objectives[0].metric
+
+        def on_eval(step: int, summary: dict[str, float]) -> None:
+            if not math.isfinite(summary[metric]):
+                return
+            trial.report(summary[metric], step)
+            if trial.should_prune():
+                raise PrunedTrial(f"pruned at step {step} ({metric}={summary[metric]:.3f})")
+
+        return on_eval
+
+
+def open_study(spec: dict[str, Any], study_cfg: DictConfig) -> optuna.Study:
+    sweep = study_cfg.sweep
+    on_stale = RetryAndMarkRun(sweep.max_retry, spec["tracking_uri"])
+    storage = get_storage(spec["storage"], sweep.heartbeat_s, sweep.grace_s, on_stale)
+    return optuna.load_study(
+        study_name=sweep.name,
+        storage=storage,
+        sampler=sampler_of(study_cfg, grid_cells(study_cfg) if study_cfg.grid else []),
+        pruner=pruner_of(study_cfg),
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    spec = json.loads(sys.stdin.read())
+    study_cfg = OmegaConf.merge(OmegaConf.structured(StudyConfig), spec["study"])
+    study = open_study(spec, study_cfg)
+    if study_cfg.grid and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        print("no queued cell left; nothing to do")
+        return
+    study.optimize(Objective(spec, study_cfg), n_trials=1, catch=(Exception,))
+    last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker_id()]
+    if last:
+        print(f"trial {last[-1].number}: {last[-1].state.name}")
+
+
+if __name__ == "__main__":
+    main()
