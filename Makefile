@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 quickstart: install
-	$(BIN)/ablate train
+	$(BIN)/ablate sweep study=quickstart
 
 lint: install
 	$(BIN)/ruff check .

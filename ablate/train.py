@@ -106,6 +106,7 @@ class Evaluator(TrainerCallback):
     ):
         self.cfg, self.tokenizer, self.verifier, self.run = cfg, tokenizer, verifier, run
         self.questions, self.on_eval = questions, on_eval
+        self.stopped: Exception | None = None  # what on_eval raised, re-raised once training has stopped
 
     def evaluate(self, model: Any, step: int) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
         """Predictions, their summary metrics and length by value bucket, logged at ``step``."""
@@ -127,8 +128,13 @@ class Evaluator(TrainerCallback):
         every = self.cfg.eval_every
         if every and state.global_step % every == 0 and state.global_step < state.max_steps:
             _, summary, _ = self.evaluate(model, state.global_step)
-            if self.on_eval is not None:
+            if self.on_eval is None:
+                return
+            try:
                 self.on_eval(state.global_step, summary)
+            except Exception as err:  # a pruned trial: let the trainer log this step and stop, then raise
+                self.stopped = err
+                control.should_training_stop = True
 
 
 def eos_figure(cfg: DictConfig, predictions: pd.DataFrame, output_dir: Path) -> list[Path]:
@@ -210,9 +216,15 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
         )
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
         evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval)
-        trainer.add_callback(StepMetrics(tracked, tracked.cfg.flush_every_s))
+        step_metrics = StepMetrics(tracked, tracked.cfg.flush_every_s)
+        trainer.add_callback(step_metrics)
         trainer.add_callback(evaluator)
-        trainer.train()
+        try:
+            trainer.train()
+        finally:
+            step_metrics.flush()  # a run that raises keeps every step it logged
+        if evaluator.stopped is not None:
+            raise evaluator.stopped
 
         history = pd.DataFrame([h for h in trainer.state.log_history if "loss" in h])
         history.to_csv(output_dir / "train_log.csv", index=False)

@@ -92,3 +92,76 @@ class HashJudge:
         import hashlib
 
         return hashlib.sha256(str(prompt).encode()).digest()[0] % 2 == 0
+
+
+def postgres_bindir() -> Path | None:
+    """Where PostgreSQL's server programs are (Debian keeps them off PATH), or None."""
+    import glob
+    import shutil
+
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (run as the ``postgres`` user when we are root)."""
+
+    def __init__(self, port: int | None = None):
+        import os
+        import tempfile
+
+        self.bindir = postgres_bindir()
+        if self.bindir is None:
+            raise FileNotFoundError("PostgreSQL server programs not found (apt-get install postgresql)")
+        self.port = port or free_port()
+        # Not under pytest's tmp dir: the postgres user must be able to enter it.
+        self.root = Path(tempfile.mkdtemp(prefix="ablate-pg-"))
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.url = f"postgresql+psycopg://ablate:ablate@127.0.0.1:{self.port}/ablate"
+
+    def _run(self, *cmd: str) -> None:
+        import os
+
+        env = {**os.environ, "PGPASSWORD": "ablate"}
+        done = subprocess.run([*self.as_user, *cmd], capture_output=True, text=True, timeout=120, env=env)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    def start(self) -> PostgresServer:
+        import shutil
+
+        if self.as_user:
+            shutil.chown(self.root, "postgres", "postgres")
+        data = self.root / "data"
+        if not data.exists():
+            pw = self.root / "pw"
+            pw.write_text("ablate\n")
+            if self.as_user:
+                shutil.chown(pw, "postgres", "postgres")
+            self._run(str(self.bindir / "initdb"), "-D", str(data), "-U", "ablate", "--auth=scram-sha-256",
+                      f"--pwfile={pw}", "-E", "UTF8")  # fmt: skip
+            self.pg_ctl("start")
+            self._run(str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "ablate",
+                      "ablate")  # fmt: skip
+        else:
+            self.pg_ctl("start")
+        return self
+
+    def pg_ctl(self, action: str) -> None:
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.root}"
+        args = ["-D", str(self.root / "data"), "-l", str(self.root / "server.log"), "-w", "-t", "60"]
+        if action == "start":
+            args += ["-o", options]
+        if action == "stop":
+            args += ["-m", "fast"]
+        self._run(str(self.bindir / "pg_ctl"), *args, action)
+
+    def stop(self) -> None:
+        import shutil
+
+        if (self.root / "data" / "postmaster.pid").exists():
+            self.pg_ctl("stop")
+        shutil.rmtree(self.root, ignore_errors=True)

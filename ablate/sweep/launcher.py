@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -66,12 +67,7 @@ def open_study(cfg: DictConfig, storage: Any, cells: list[dict[str, Any]]) -> tu
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    stored = study.user_attrs.get(SPEC_ATTR)
-    for _ in range(50):  # its creator on another machine may not have written it yet
-        if stored is not None:
-            break
-        time.sleep(0.2)
-        stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get(SPEC_ATTR)
+    stored = stored_attr(study, SPEC_ATTR, wait_s=10)  # its creator may not have written it yet
     mine = fingerprint(cfg)
     if stored is not None and stored != mine:
         differ = ", ".join(k for k in mine if mine[k] != stored.get(k))
@@ -83,10 +79,23 @@ def open_study(cfg: DictConfig, storage: Any, cells: list[dict[str, Any]]) -> tu
     return study, False
 
 
-def parent_run(study: optuna.Study, cfg: DictConfig, tracking: TrackingConfig, storage_url: str) -> str:
+def stored_attr(study: optuna.Study, key: str, wait_s: float) -> Any:
+    """A study user attribute, waiting up to ``wait_s`` for another machine's launcher to write it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        value = study.user_attrs.get(key)  # read from the storage on every access
+        if value is not None or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.2)
+
+
+def parent_run(
+    study: optuna.Study, cfg: DictConfig, tracking: TrackingConfig, storage_url: str, created: bool
+) -> str:
     """The study's MLflow run (one per study; reopened on resume, shared across machines)."""
     client = MlflowClient(tracking.uri)
-    run_id = study.user_attrs.get(PARENT_ATTR)
+    # The launcher that created the study creates its run; others wait for it (unless it died).
+    run_id = None if created else stored_attr(study, PARENT_ATTR, wait_s=30)
     if run_id:
         client.update_run(run_id, status="RUNNING")
         return run_id
@@ -256,10 +265,15 @@ class Launcher:
                     self.spawn(slot)
                 time.sleep(self.cfg.sweep.poll_s)
         except BaseException:
+            # Ctrl-C (or an error here): workers end their trials as FAIL / KILLED and exit;
+            # running the command again queues those cells again.
             for worker in self.workers.values():
-                worker.proc.terminate()
+                worker.proc.send_signal(signal.SIGINT)
             for worker in self.workers.values():
-                worker.proc.wait(timeout=60)
+                try:
+                    worker.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.proc.kill()
             raise
         finally:
             bar.close()
@@ -315,7 +329,7 @@ def run_sweep(cfg: DictConfig) -> int:
     storage = get_storage(storage_url, cfg.sweep.heartbeat_s, cfg.sweep.grace_s, on_stale)
     study, created = open_study(cfg, storage, cells)
     queued = queue_missing_cells(study, cells) if cfg.grid else 0
-    run_id = parent_run(study, cfg, tracking, storage_url)
+    run_id = parent_run(study, cfg, tracking, storage_url, created)
     print(
         f"study {name!r} ({'new' if created else 'resumed'}) in {redact(storage_url)}: "
         f"{len(cells) or cfg.n_trials} trials, {queued} queued now, {cfg.sweep.workers} worker(s)"

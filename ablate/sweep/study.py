@@ -95,12 +95,12 @@ def load_study(study: str, sweep_overrides: list[str] = (), train_overrides: lis
     try:
         cfg = OmegaConf.merge(schema, OmegaConf.load(path))
     except OmegaConfBaseException as err:
-        raise ValueError(f"{path}: {err.full_key}: {err.msg}") from None
+        raise ValueError(f"{path}: {err.full_key}: {err.msg.splitlines()[0]}") from None
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(sweep_overrides)))
     except OmegaConfBaseException as err:
         valid = ", ".join(f"sweep.{k}" for k in OmegaConf.structured(SweepConfig))
-        raise ValueError(f"{err.full_key}: {err.msg}; valid keys are {valid}") from None
+        raise ValueError(f"{err.full_key}: {err.msg.splitlines()[0]}; valid keys are {valid}") from None
     cfg.overrides = [*cfg.overrides, *train_overrides]
     if cfg.sweep.name is None:
         cfg.sweep.name = path.stem
