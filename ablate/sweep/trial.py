@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import sys
 from typing import Any
@@ -60,6 +61,12 @@ def compose_trial(overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def run_name(number: int, params: dict[str, Any]) -> str:
+    """``trial_0003_reward=rlev_seed=0``: the run directory, and the run's name in the MLflow UI."""
+    label = "_".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return re.sub(r"[^\w.=,+-]", "-", f"trial_{number:04d}_{label}")[:200]
+
+
 def duplicate_of(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any]) -> int | None:
     """The trial that owns this cell if it is not this one: done, or live with a lower number."""
     key = cell_key(params)
@@ -87,8 +94,6 @@ class Objective:
         }
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        from ablate.train import RunHooks, run
-
         trial.set_user_attr("worker", worker_id())
         params = self.params(trial)
         if self.cfg.grid:
@@ -96,19 +101,8 @@ class Objective:
             if owner is not None:
                 trial.set_user_attr("duplicate_of", owner)
                 raise DuplicateCell(f"cell {params} is already held by trial {owner}")
-        output_dir = f"{self.spec['dir']}/trial_{trial.number:04d}"
-        trial.set_user_attr("output_dir", output_dir)
-        overrides = [*self.cfg.overrides, *(override(k, v) for k, v in params.items())]
-        cfg = compose_trial([*overrides, f"output_dir={output_dir}"])
-        name = self.cfg.sweep.name
-        hooks = RunHooks(
-            parent_run_id=self.spec["parent_run_id"],
-            tags={"ablate.study": name, "optuna.study": name, "optuna.trial_number": trial.number},
-            on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
-            on_eval=self.reporter(trial) if len(self.cfg.objectives) == 1 else None,
-        )
         try:
-            summary = run(cfg, hooks)
+            summary = self.train(trial, params)
         except optuna.TrialPruned:
             raise
         except Exception as err:
@@ -117,6 +111,23 @@ class Objective:
         trial.set_user_attr("metrics", {k: v for k, v in summary.items() if math.isfinite(v)})
         values = tuple(summary[o.metric] for o in self.cfg.objectives)
         return values[0] if len(values) == 1 else values
+
+    def train(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, float]:
+        """Compose the trial's ablate train config and run it as a child of the study's MLflow run."""
+        from ablate.train import RunHooks, run
+
+        output_dir = f"{self.spec['dir']}/{run_name(trial.number, params)}"
+        trial.set_user_attr("output_dir", output_dir)
+        overrides = [*self.cfg.overrides, *(override(k, v) for k, v in params.items())]
+        cfg = compose_trial([*overrides, f"output_dir='{output_dir}'"])  # quoted: names hold '='
+        name = self.cfg.sweep.name
+        hooks = RunHooks(
+            parent_run_id=self.spec["parent_run_id"],
+            tags={"ablate.study": name, "optuna.study": name, "optuna.trial_number": trial.number},
+            on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
+            on_eval=self.reporter(trial) if len(self.cfg.objectives) == 1 else None,
+        )
+        return run(cfg, hooks)
 
     def reporter(self, trial: optuna.Trial):
         metric = self.cfg.objectives[0].metric

@@ -1,14 +1,11 @@
 """Study files: every shipped study loads and composes; mistakes name the file, key and choices."""
 
-import optuna
 import pandas as pd
 import pytest
 
 from ablate import metrics
-from ablate.sweep.launcher import check_configs, queue_missing_cells
-from ablate.sweep.storage import get_storage, sampler_of
+from ablate.sweep.launcher import check_configs
 from ablate.sweep.study import EVAL_METRICS, STUDIES_DIR, grid_cells, load_study, override, study_choices
-from ablate.sweep.trial import duplicate_of
 
 STUDIES = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
 PAPER = {"quickstart", "paper_table1", "paper_table3_noisy", "paper_table4_ablation", "paper_table5_alpha",
@@ -92,36 +89,3 @@ def test_override_format():
     assert override("reward.alpha", 2.5) == "reward.alpha=2.5"
     assert override("save_model", True) == "save_model=true"
     assert override("eval_limit", None) == "eval_limit=null"
-
-
-def test_cells_are_queued_once_and_failed_ones_again(tmp_path):
-    cfg = load_study("paper_table4_ablation")
-    cells = grid_cells(cfg)
-    storage = get_storage(f"sqlite:///{tmp_path}/o.db")
-    study = optuna.create_study(study_name="t", storage=storage, sampler=sampler_of(cfg, cells))
-    assert queue_missing_cells(study, cells) == 15
-    assert queue_missing_cells(study, cells) == 0  # a second launcher (or a resume) queues nothing
-    trial = study.ask()  # takes the first queued cell
-    assert trial.suggest_categorical("reward", ["correctness"]) == "correctness"
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    assert queue_missing_cells(study, cells) == 1  # the failed cell is queued again on resume
-    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert len(waiting) == 15 and waiting[-1].system_attrs["fixed_params"] == cells[0]
-
-
-def test_a_cell_is_held_by_its_lowest_live_or_any_done_trial(tmp_path):
-    storage = get_storage(f"sqlite:///{tmp_path}/o.db")
-    study = optuna.create_study(study_name="t", storage=storage)
-    cell = {"reward": "rlev", "seed": 0}
-    study.enqueue_trial(cell)
-    study.enqueue_trial(cell)  # a duplicate, as two machines could queue
-    first, second = study.ask(), study.ask()
-    params = {k: t.suggest_categorical(k, [v]) for t in (first, second) for k, v in cell.items()}
-    assert params == cell
-    assert duplicate_of(study, first, cell) is None  # the lower number keeps the cell
-    assert duplicate_of(study, second, cell) == first.number
-    study.tell(first, 1.0)
-    third = study.ask()
-    third.suggest_categorical("reward", ["rlev"])
-    third.suggest_categorical("seed", [0])
-    assert duplicate_of(study, third, cell) == first.number  # done cells are never run again

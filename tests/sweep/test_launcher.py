@@ -1,0 +1,43 @@
+"""The launcher's pieces: queueing grid cells, worker environments, storage URLs."""
+
+import optuna
+
+from ablate.sweep.launcher import queue_missing_cells, worker_env
+from ablate.sweep.storage import default_storage_url, get_storage, sampler_of
+from ablate.sweep.study import grid_cells, load_study
+
+
+def test_cells_are_queued_once_and_failed_ones_again(tmp_path):
+    cfg = load_study("paper_table4_ablation")
+    cells = grid_cells(cfg)
+    storage = get_storage(f"sqlite:///{tmp_path}/o.db")
+    study = optuna.create_study(study_name="t", storage=storage, sampler=sampler_of(cfg, cells))
+    assert queue_missing_cells(study, cells) == 15
+    assert queue_missing_cells(study, cells) == 0  # a second launcher (or a resume) queues nothing
+    trial = study.ask()  # takes the first queued cell
+    assert trial.suggest_categorical("reward", ["correctness"]) == "correctness"
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert queue_missing_cells(study, cells) == 1  # the failed cell is queued again on resume
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 15 and waiting[-1].system_attrs["fixed_params"] == cells[0]
+
+
+def test_each_trial_process_gets_one_gpu_round_robin(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert [worker_env(slot, 4, [2, 5])["CUDA_VISIBLE_DEVICES"] for slot in range(4)] == ["2", "5", "2", "5"]
+
+
+def test_cpu_workers_share_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    env = worker_env(0, 2, [])
+    assert env["OMP_NUM_THREADS"] == "4" and "CUDA_VISIBLE_DEVICES" not in env
+    assert worker_env(0, 16, [])["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert worker_env(0, 2, [])["OMP_NUM_THREADS"] == "3"  # the user's setting wins
+
+
+def test_default_storage_sits_beside_a_sqlite_mlflow_store():
+    assert default_storage_url("sqlite:///runs/mlflow.db") == "sqlite:///runs/optuna.db"
+    assert default_storage_url("sqlite:////abs/mlflow.db") == "sqlite:////abs/optuna.db"
+    assert default_storage_url("http://127.0.0.1:5000") == "sqlite:///optuna.db"

@@ -1,0 +1,69 @@
+"""One suite over every storage backend behind ``get_storage``; dead trials retried, runs marked."""
+
+import os
+import time
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from ablate.sweep.storage import RetryAndMarkRun, get_storage
+from tests.helpers import PostgresServer, postgres_bindir
+
+
+@pytest.fixture(params=["sqlite", "journal", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/sub/optuna.db"
+    elif request.param == "journal":
+        yield f"journal:{tmp_path}/sub/optuna.journal"
+    else:
+        if postgres_bindir() is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("CI must test PostgreSQL: .ci/run installs it (apt-get install postgresql)")
+            pytest.skip("PostgreSQL server programs not installed (apt-get install postgresql)")
+        server = PostgresServer().start()
+        yield server.url
+        server.stop()
+
+
+def test_queue_pop_and_tell_on_every_backend(url):
+    storage = get_storage(url)
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.enqueue_trial({"x": 1})
+    study.enqueue_trial({"x": 2})
+    again = optuna.load_study(study_name="s", storage=get_storage(url))  # as a second process would
+    first, second = study.ask(), again.ask()  # each takes a different queued trial
+    assert {first.suggest_int("x", 0, 9), second.suggest_int("x", 0, 9)} == {1, 2}
+    study.tell(first, 1.0)
+    again.tell(second, 2.0)
+    reloaded = optuna.load_study(study_name="s", storage=get_storage(url))
+    assert sorted(t.value for t in reloaded.trials) == [1, 2]
+    heartbeat = isinstance(storage, optuna.storages.RDBStorage)
+    assert heartbeat == (not url.startswith("journal:"))  # SQL storages detect dead workers
+
+
+def test_a_trial_without_heartbeat_is_failed_retried_and_its_run_marked(tmp_path):
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    run_id = mlflow.MlflowClient(tracking).create_run("0").info.run_id
+    storage = get_storage(f"sqlite:///{tmp_path}/o.db", heartbeat_s=1, grace_s=1,
+                          on_stale=RetryAndMarkRun(max_retry=1, tracking_uri=tracking))  # fmt: skip
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    trial.suggest_categorical("reward", ["rlev"])
+    trial.set_user_attr("mlflow_run_id", run_id)
+    storage.record_heartbeat(trial._trial_id)  # as the trial's worker does, before it dies
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    dead, retry = study.trials
+    assert dead.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING and retry.params == {"reward": "rlev"}
+    assert retry.system_attrs["failed_trial"] == dead.number
+    run = mlflow.MlflowClient(tracking).get_run(run_id)
+    assert run.info.status == "FAILED" and "worker lost" in run.data.tags["error"]
+
+
+def test_unreachable_database_names_the_url_without_password():
+    with pytest.raises(ConnectionError, match=r"postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:1/db"):
+        get_storage("postgresql+psycopg://u:secret@127.0.0.1:1/db")
