@@ -36,7 +36,7 @@ def one_sweep(root: Path, cells: int, workers: int) -> float:
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "ablate", "sweep", f"study={study}", f"sweep.workers={workers}",
-         "sweep.progress=false", "sweep.poll_s=0.2"],
+         "sweep.progress=false"],
         cwd=root, capture_output=True, text=True,
     )  # fmt: skip
     elapsed = time.perf_counter() - start

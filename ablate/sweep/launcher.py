@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -171,6 +172,7 @@ class Launcher:
         self.total = len(self.cells) if cfg.grid else cfg.n_trials
         self.workers: dict[int, Worker] = {}
         self.started = 0
+        self.crashes = 0  # workers in a row that died; a broken environment must not respawn forever
         self.logs = Path(spec["dir"]) / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.gpus = None if cfg.sweep.gpus is None else list(cfg.sweep.gpus)
@@ -188,15 +190,21 @@ class Launcher:
         proc.stdin.close()
         self.workers[slot] = Worker(proc, path)
 
-    def reap(self, trials: list[FrozenTrial]) -> None:
-        """Forget exited workers; a worker that died fails its running trial, which is queued again."""
+    def reap(self, trials: list[FrozenTrial]) -> bool:
+        """Forget exited workers; a worker that died fails its running trial, which is queued again.
+
+        Returns whether the storage changed (a trial was failed and queued again).
+        """
+        changed = False
         for slot, worker in list(self.workers.items()):
             code = worker.proc.poll()
             if code is None:
                 continue
             del self.workers[slot]
             if code == 0:
+                self.crashes = 0
                 continue
+            self.crashes += 1
             tail = worker.log_path.read_text(errors="replace")[-1500:]
             tqdm.write(f"worker {worker.ident} exited with code {code} (log {worker.log_path}):\n{tail}")
             for trial in trials:
@@ -206,6 +214,10 @@ class Launcher:
                     except Exception:  # failed meanwhile by a heartbeat check elsewhere, which retried it
                         continue
                     self.on_stale(self.study, trial)
+                    changed = True
+            if self.crashes >= 3 * self.cfg.sweep.workers:
+                raise RuntimeError(f"{self.crashes} workers in a row died; see {worker.log_path}")
+        return changed
 
     def pending(self, trials: list[FrozenTrial]) -> int:
         """Trials still to start: queued ones, and for a search the ones not yet asked for."""
@@ -232,20 +244,30 @@ class Launcher:
         claimed = {t.user_attrs.get("worker") for t in trials if t.state == TrialState.RUNNING}
         return sum(w.ident not in claimed for w in self.workers.values())
 
+    def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking as soon as a worker exits (its slot is refilled at once)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and all(w.proc.poll() is None for w in self.workers.values()):
+            time.sleep(0.05)
+
     def run(self) -> None:
-        seen = {t.number for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()}
-        initial = sum(t.state in DONE for t in self.study.get_trials(deepcopy=False))
-        bar = tqdm(total=self.total, initial=min(initial, self.total), desc=self.cfg.sweep.name,
-                   unit="trial", disable=not self.cfg.sweep.progress, file=sys.stderr)  # fmt: skip
+        trials = self.study.get_trials(deepcopy=False)
+        seen = {t.number for t in trials if t.state.is_finished()}
+        initial = min(sum(t.state in DONE for t in trials), self.total)
+        bar = tqdm(total=self.total, initial=initial, desc=self.cfg.sweep.name, unit="trial",
+                   disable=not self.cfg.sweep.progress, file=sys.stderr)  # fmt: skip
         shown: dict[str, int] = {}
+        stale_checked = -math.inf
         try:
             while True:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(self.study)
+                if time.monotonic() - stale_checked >= self.cfg.sweep.heartbeat_s:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        optuna.storages.fail_stale_trials(self.study)  # other machines' dead workers
+                    stale_checked = time.monotonic()
                 trials = self.study.get_trials(deepcopy=False)
-                self.reap(trials)
-                trials = self.study.get_trials(deepcopy=False)
+                if self.reap(trials):
+                    trials = self.study.get_trials(deepcopy=False)
                 for trial in trials:
                     if trial.state.is_finished() and trial.number not in seen:
                         seen.add(trial.number)
@@ -263,7 +285,7 @@ class Launcher:
                 free = [s for s in range(self.cfg.sweep.workers) if s not in self.workers]
                 for slot in free[: max(0, self.pending(trials) - self.unclaimed(trials))]:
                     self.spawn(slot)
-                time.sleep(self.cfg.sweep.poll_s)
+                self.wait(self.cfg.sweep.poll_s)
         except BaseException:
             # Ctrl-C (or an error here): workers end their trials as FAIL / KILLED and exit;
             # running the command again queues those cells again.

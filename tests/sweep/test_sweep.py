@@ -281,3 +281,25 @@ def test_quickstart_study_end_to_end(tmp_path):
         ["correctness", "uniform", "shuffled", "multiplicative", "rlev"]
     )
     assert all(r.info.status == "FINISHED" and r.data.tags["algo"] == "rloo" for r in children)
+
+
+def test_a_multi_objective_search_returns_both_values(tmp_path):
+    study_file = write_study(
+        tmp_path,
+        grid={},
+        space={"reward.alpha": {"_target_": "optuna.distributions.FloatDistribution", "low": 1, "high": 9}},
+        n_trials=2,
+        objectives=[
+            {"metric": "h_acc", "direction": "maximize"},
+            {"metric": "length", "direction": "minimize"},
+        ],
+    )
+    proc = sweep(tmp_path, study_file, "sweep.workers=2")
+    assert proc.returncode == 0, output(proc)
+    study = load(f"sqlite:///{tmp_path}/optuna.db")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for trial in study.trials:
+        metrics = trial.user_attrs["metrics"]
+        assert trial.values == pytest.approx([metrics["h_acc"], metrics["length"]])
+    table = output(proc).split("study tiny: a test study")[1]
+    assert "reward.alpha" in table and len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 2
