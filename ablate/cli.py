@@ -68,6 +68,36 @@ def sweep(argv: list[str]) -> None:
     sys.exit(code)
 
 
+def report(argv: list[str]) -> None:
+    """a study's tables with 95% CIs and its figures (study=NAME [train overrides] [--out DIR])"""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ablate report")
+    parser.add_argument("--out", default=None, help="output folder (default: reports/<study>)")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="paired-bootstrap resamples")
+    parser.add_argument("--no-log", action="store_true", help="do not log it on the study's MLflow run")
+    options, rest = parser.parse_known_args(argv)
+    from ablate.sweep.study import load_study
+
+    study, sweep_args, train_args = split_sweep_args(rest)
+    try:
+        cfg = load_study(study, sweep_args, train_args)
+        from hydra.utils import instantiate
+
+        from ablate.report import Report
+        from ablate.sweep.trial import compose_trial
+
+        tracking = instantiate(compose_trial(list(cfg.overrides)).tracking)
+        rep = Report.load(cfg.sweep.name, tracking.uri, tracking.experiment, options.out, options.bootstrap)
+        paths = rep.write(log=not options.no_log)
+    except (ValueError, FileNotFoundError, ConnectionError) as err:
+        sys.exit(f"ablate report: {err}")
+    others = (rep.frame["status"] != "FINISHED").sum()
+    print(f"study {cfg.sweep.name}: {len(rep.finished)} finished trial runs ({others} failed or pruned)")
+    print(rep.markdown())
+    print(f"\nwritten to {rep.out_dir}: " + ", ".join(p.name for p in paths))
+
+
 def dashboard(argv: list[str]) -> None:
     """optuna-dashboard on a study's storage (study=NAME [sweep.storage=URL] [--host H] [--port P])"""
     import argparse
@@ -98,6 +128,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": train,
     "evaluate": evaluate,
     "sweep": sweep,
+    "report": report,
     "dashboard": dashboard,
 }
 

@@ -9,6 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
 
 from ablate.cli import CONF_DIR
@@ -165,3 +166,37 @@ class PostgresServer:
         if (self.root / "data" / "postmaster.pid").exists():
             self.pg_ctl("stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class CompletionHashJudge:
+    """Right for about half the completions, by a hash of prompt and completion: runs differ."""
+
+    def __call__(self, prompt, completion, reference) -> bool:
+        import hashlib
+
+        return hashlib.sha256(f"{prompt}|{completion}".encode()).digest()[0] % 2 == 0
+
+
+def write_study(tmp_path: Path, name: str = "tiny", **fields) -> Path:
+    """A study file of tiny trials (2 steps each) over rewards x seeds unless ``fields`` say otherwise."""
+    grid = {"reward": ["correctness", "rlev"], "seed": [0, 1]}
+    study = {"description": "a test study", "overrides": [*FAST, "steps=2"], "grid": grid} | fields
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def sweep(cwd: Path, study: Path, *args: str, wait: bool = True, **popen) -> subprocess.Popen:
+    """``ablate sweep`` in ``cwd`` (its stores land there), output in a log file (``output(proc)``)."""
+    quiet = ["sweep.progress=false", "sweep.poll_s=0.3"]
+    cmd = [sys.executable, "-m", "ablate", "sweep", f"study={study}", *quiet, *args]
+    out = open(cwd / f"sweep_{time.monotonic_ns()}.log", "w")  # noqa: SIM115 (the process keeps it)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, **popen)
+    proc.log_path = Path(out.name)
+    if wait:
+        proc.wait(timeout=900)
+    return proc
+
+
+def output(proc: subprocess.Popen) -> str:
+    return proc.log_path.read_text()

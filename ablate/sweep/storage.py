@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -78,7 +79,7 @@ def get_storage(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_s,
@@ -87,6 +88,29 @@ def get_storage(
             )
         except Exception as err:
             raise ConnectionError(f"Optuna storage {redact(url)}: {err}") from None
+    if url.startswith("sqlite"):
+        serialize_sqlite_transactions(storage.engine)
+    return storage
+
+
+def serialize_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
+
+    Optuna takes a queued trial by reading its state and setting it RUNNING if it was WAITING;
+    PostgreSQL locks the row (SELECT ... FOR UPDATE), but SQLite ignores that and, with its
+    default deferred transactions, two workers can both read WAITING and both take the trial
+    (tests/sweep/test_storage.py shows it). Serialized transactions make the check-and-set atomic.
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN would be deferred
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened while creating the tables predate the listeners
 
 
 def sampler_of(cfg: DictConfig, cells: list[dict[str, Any]]) -> optuna.samplers.BaseSampler:

@@ -67,3 +67,29 @@ def test_a_trial_without_heartbeat_is_failed_retried_and_its_run_marked(tmp_path
 def test_unreachable_database_names_the_url_without_password():
     with pytest.raises(ConnectionError, match=r"postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:1/db"):
         get_storage("postgresql+psycopg://u:secret@127.0.0.1:1/db")
+
+
+QUEUED = 60
+
+
+def _pop_all(url: str) -> list[int]:
+    """Take queued trials until none is left, as a worker does (``ask`` pops the queue first)."""
+    study = optuna.load_study(study_name="q", storage=get_storage(url))
+    taken = []
+    while True:
+        trial = study.ask()
+        if trial.number >= QUEUED:  # the queue was empty: a fresh trial
+            study.tell(trial, state=TrialState.FAIL)
+            return taken
+        taken.append(trial.number)
+
+
+def test_concurrent_workers_never_take_the_same_queued_trial(url):
+    import multiprocessing
+
+    study = optuna.create_study(study_name="q", storage=get_storage(url))
+    for i in range(QUEUED):
+        study.enqueue_trial({"x": i})
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        taken = [n for part in pool.map(_pop_all, [url] * 4) for n in part]
+    assert sorted(taken) == list(range(QUEUED))  # each queued trial taken exactly once

@@ -14,36 +14,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from tests.helpers import FAST, PostgresServer, free_port, postgres_bindir
+from tests.helpers import FAST, PostgresServer, free_port, output, postgres_bindir, sweep, write_study
 
-GRID = {"reward": ["correctness", "rlev"], "seed": [0, 1]}
+GRID = {"reward": ["correctness", "rlev"], "seed": [0, 1]}  # write_study's default grid
 BACKENDS = ["sqlite", "journal", "postgresql"]
-
-
-def write_study(tmp_path: Path, name: str = "tiny", **fields) -> Path:
-    study = {"description": "a test study", "overrides": [*FAST, "steps=2"], "grid": GRID} | fields
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(study))
-    return path
-
-
-def sweep(cwd: Path, study: Path, *args: str, wait: bool = True, **popen) -> subprocess.Popen:
-    quiet = ["sweep.progress=false", "sweep.poll_s=0.3"]
-    cmd = [sys.executable, "-m", "ablate", "sweep", f"study={study}", *quiet, *args]
-    out = open(cwd / f"sweep_{time.monotonic_ns()}.log", "w")  # noqa: SIM115 (the process keeps it)
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True, **popen)
-    proc.log_path = Path(out.name)
-    if wait:
-        proc.wait(timeout=900)
-    return proc
-
-
-def output(proc: subprocess.Popen) -> str:
-    return proc.log_path.read_text()
 
 
 def load(storage: str, name: str = "tiny") -> optuna.Study:

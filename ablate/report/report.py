@@ -1,0 +1,121 @@
+"""A study's report, for the CLI and notebooks alike.
+
+>>> rep = Report.load("quickstart", tracking_uri="sqlite:///mlflow.db")   # doctest: +SKIP
+>>> rep.frame            # one row per trial run: config columns and metrics
+>>> print(rep.markdown())  # the paper's table: mean +- 95% CI, deltas, significance
+>>> rep.write()          # table.{md,csv,tex}, runs.csv and the figures, in rep.out_dir
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from ablate.report import figures
+from ablate.report.runs import StudyRuns
+from ablate.report.table import paper_table, to_latex, to_markdown
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per downloaded file
+
+
+@dataclass
+class Report:
+    runs: StudyRuns  # the study's parent and trial runs in MLflow
+    out_dir: Path  # where tables, figures and downloaded artifacts go
+    n_boot: int = 2000  # paired-bootstrap resamples per comparison
+    _cache: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(
+        cls,
+        study: str,
+        tracking_uri: str = "sqlite:///mlflow.db",
+        experiment: str = "ablate",
+        out_dir: str | Path | None = None,
+        n_boot: int = 2000,
+    ) -> Report:
+        out = Path(out_dir or f"reports/{study}")
+        out.mkdir(parents=True, exist_ok=True)
+        return cls(StudyRuns(study, tracking_uri, experiment), out, n_boot)
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        return self.runs.frame()
+
+    @cached_property
+    def finished(self) -> pd.DataFrame:
+        return self.frame[self.frame["status"] == "FINISHED"].reset_index(drop=True)
+
+    @property
+    def keys(self) -> list[str]:
+        return self.runs.variant_keys(self.frame)
+
+    def predictions(self, run_id: str) -> pd.DataFrame:
+        if run_id not in self._cache:
+            self._cache[run_id] = self.runs.predictions(run_id, self.out_dir / "artifacts")
+        return self._cache[run_id]
+
+    def download(self, run_id: str, path: str) -> Path:
+        local = self.out_dir / "artifacts" / run_id / path
+        return local if local.exists() else self.runs.artifact(run_id, path, local.parent)
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        return paper_table(self.frame, self.keys, self.predictions, self.n_boot)
+
+    def markdown(self) -> str:
+        return to_markdown(self.table, self.keys)
+
+    def latex(self) -> str:
+        return to_latex(self.table, self.keys)
+
+    def figures(self) -> dict[str, list[Path]]:
+        """Every figure the study has data for, as PNG and SVG files in ``out_dir``."""
+        df, keys, out = self.finished, self.keys, self.out_dir
+        drawn: dict[str, list[Path]] = {}
+        if df.empty:
+            return drawn
+        swept = {
+            "alpha": ("reward.alpha", "alpha (RLEV scale slope)", True),
+            "noise": ("reward.sigma", "value noise sigma (absolute, on v)", False),
+        }
+        for name, (key, x_label, with_length) in swept.items():
+            if key in df and df[key].nunique() > 1:
+                drawn[name] = figures.sweep_curve(df, key, x_label, out / name, with_length)
+        stem = out / "length_by_value"
+        drawn["length_by_value"] = figures.length_by_value(df, keys, self.predictions, stem)
+        has_eos = self._has_artifact(df, "eos_trajectories.csv")
+        if has_eos and df["reward"].isin(["correctness", "rlev"]).any():
+            stem = out / "eos_trajectories"
+            drawn["eos_trajectories"] = figures.eos_trajectories(df, keys, self.download, stem)
+        if self._has_metric("eos/grad_abs_top20"):
+            drawn["eos_gradient"] = figures.eos_gradient(df, keys, self.runs.history, out / "eos_gradient")
+        drawn["reward_curves"] = figures.reward_curves(df, keys, self.runs.history, out / "reward_curves")
+        return drawn
+
+    def _has_artifact(self, df: pd.DataFrame, path: str) -> bool:
+        listed = self.runs.client.list_artifacts(df["run_id"].iloc[0])
+        return any(a.path == path for a in listed)
+
+    def _has_metric(self, name: str) -> bool:
+        return f"metrics.{name}" in self.runs.raw and self.runs.raw[f"metrics.{name}"].notna().any()
+
+    def write(self, log: bool = True) -> list[Path]:
+        """Tables (Markdown, CSV, LaTeX), the runs frame and the figures; logged on the study's run."""
+        out = self.out_dir
+        (out / "table.md").write_text(self.markdown() + "\n")
+        (out / "table.tex").write_text(self.latex())
+        self.table.to_csv(out / "table.csv", index=False)
+        self.frame.to_csv(out / "runs.csv", index=False)
+        paths = [out / name for name in ("table.md", "table.tex", "table.csv", "runs.csv")]
+        paths += [p for drawn in self.figures().values() for p in drawn]
+        if log:
+            client = MlflowClient(self.runs.tracking_uri)
+            for path in paths:
+                client.log_artifact(self.runs.parent_run_id, str(path), "report")
+        return paths
