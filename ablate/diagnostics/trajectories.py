@@ -48,11 +48,13 @@ def plot_eos_trajectories(table: pd.DataFrame, stem: Path) -> list[Path]:
     ):
         sns.lineplot(data=table, x=x, y="eos_prob", hue="group", style=style, errorbar=("ci", 95), ax=ax)
         ax.set(xlabel=label, ylabel="EOS probability (mean, 95% CI)")
+    axes[0].get_legend().remove()  # one legend, outside the data
+    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1.0))
     axes[0].set_title("EOS probability by position, highest- vs lowest-valued prompts")
     axes[1].set_title("Same, by relative position")
     fig.tight_layout()
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     for path in paths:
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return paths

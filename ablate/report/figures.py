@@ -29,9 +29,12 @@ sns.set_theme(style="whitegrid")
 
 
 def label(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """``rloo / rlev`` (constant keys left out, so one-algorithm studies read ``rlev``)."""
+    """``rloo / rlev`` or ``rlev / reward.alpha=10``: the keys that vary (group choices bare)."""
     varying = [k for k in keys if frame[k].nunique() > 1] or keys[-1:]
-    return frame[varying].astype(str).agg(" / ".join, axis=1)
+    parts = [
+        frame[k].astype(str) if k in ("algo", "reward") else f"{k}=" + frame[k].astype(str) for k in varying
+    ]
+    return pd.concat(parts, axis=1).agg(" / ".join, axis=1)
 
 
 def save(fig: plt.Figure, stem: Path) -> list[Path]:
