@@ -1,6 +1,5 @@
 """One suite over every storage backend behind ``get_storage``; dead trials retried, runs marked."""
 
-import os
 import time
 
 import mlflow
@@ -9,26 +8,10 @@ import pytest
 from optuna.trial import TrialState
 
 from ablate.sweep.storage import RetryAndMarkRun, get_storage
-from tests.helpers import PostgresServer, postgres_bindir
 
 
-@pytest.fixture(params=["sqlite", "journal", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/sub/optuna.db"
-    elif request.param == "journal":
-        yield f"journal:{tmp_path}/sub/optuna.journal"
-    else:
-        if postgres_bindir() is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("CI must test PostgreSQL: .ci/run installs it (apt-get install postgresql)")
-            pytest.skip("PostgreSQL server programs not installed (apt-get install postgresql)")
-        server = PostgresServer().start()
-        yield server.url
-        server.stop()
-
-
-def test_queue_pop_and_tell_on_every_backend(url):
+def test_queue_pop_and_tell_on_every_backend(storage_url):
+    url = storage_url
     storage = get_storage(url)
     study = optuna.create_study(study_name="s", storage=storage)
     study.enqueue_trial({"x": 1})
@@ -84,12 +67,12 @@ def _pop_all(url: str) -> list[int]:
         taken.append(trial.number)
 
 
-def test_concurrent_workers_never_take_the_same_queued_trial(url):
+def test_concurrent_workers_never_take_the_same_queued_trial(storage_url):
     import multiprocessing
 
-    study = optuna.create_study(study_name="q", storage=get_storage(url))
+    study = optuna.create_study(study_name="q", storage=get_storage(storage_url))
     for i in range(QUEUED):
         study.enqueue_trial({"x": i})
     with multiprocessing.get_context("spawn").Pool(4) as pool:
-        taken = [n for part in pool.map(_pop_all, [url] * 4) for n in part]
+        taken = [n for part in pool.map(_pop_all, [storage_url] * 4) for n in part]
     assert sorted(taken) == list(range(QUEUED))  # each queued trial taken exactly once

@@ -17,10 +17,9 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from tests.helpers import FAST, PostgresServer, free_port, output, postgres_bindir, sweep, write_study
+from tests.helpers import FAST, free_port, output, sweep, write_study
 
 GRID = {"reward": ["correctness", "rlev"], "seed": [0, 1]}  # write_study's default grid
-BACKENDS = ["sqlite", "journal", "postgresql"]
 
 
 def load(storage: str, name: str = "tiny") -> optuna.Study:
@@ -49,25 +48,7 @@ def mlflow_runs(tmp_path: Path) -> tuple[MlflowClient, list]:
     return client, runs
 
 
-@pytest.fixture
-def storage_url(request, tmp_path):
-    backend = request.param
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path}/optuna.db"
-    elif backend == "journal":
-        yield f"journal:{tmp_path}/optuna.journal"
-    else:
-        if postgres_bindir() is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("CI must test PostgreSQL: .ci/run installs it (apt-get install postgresql)")
-            pytest.skip("PostgreSQL server programs not installed (apt-get install postgresql)")
-        server = PostgresServer().start()
-        yield server.url
-        server.stop()
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("storage_url", BACKENDS, indirect=True)
 def test_two_launchers_complete_every_cell_exactly_once_then_resume(storage_url, tmp_path):
     study_file = write_study(tmp_path)
     first = sweep(tmp_path, study_file, f"sweep.storage={storage_url}", wait=False)
