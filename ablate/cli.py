@@ -60,6 +60,11 @@ def sweep(argv: list[str]) -> None:
     study, sweep_args, train_args = split_sweep_args(argv)
     try:
         cfg = load_study(study, sweep_args, train_args)
+        from ablate.connect import check_reachable
+        from ablate.sweep.trial import compose_trial
+
+        tracking = compose_trial(list(cfg.overrides)).tracking
+        check_reachable(tracking.uri, tracking.connect_timeout_s)  # before the heavy imports
         from ablate.sweep.launcher import run_sweep
 
         code = run_sweep(cfg)

@@ -261,3 +261,13 @@ def test_a_multi_objective_search_returns_both_values(tmp_path):
         assert trial.values == pytest.approx([metrics["h_acc"], metrics["length"]])
     table = output(proc).split("study tiny: a test study")[1]
     assert "reward.alpha" in table and len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 2
+
+
+def test_unreachable_tracking_server_fails_fast_naming_it(tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    proc = sweep(tmp_path, write_study(tmp_path), "tracking=server", f"tracking.uri={uri}")
+    assert time.monotonic() - start < 10
+    assert proc.returncode != 0
+    assert f"MLflow tracking server {uri} is not reachable" in output(proc)
+    assert not (tmp_path / "optuna.db").exists()  # no study was created, nothing trained
