@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -44,22 +46,42 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """``mlflow server`` on 127.0.0.1 with a SQLite store in ``root``; stopped on ``stop()``."""
+    """``mlflow server`` on 127.0.0.1 (a SQLite store in ``root`` unless ``backend`` is given).
 
-    def __init__(self, root: Path, port: int | None = None):
+    ``start()`` again after ``stop()`` (or a kill) restarts it on the same port and stores.
+    ``auth_password`` runs MLflow's basic-auth app with that admin password.
+    """
+
+    def __init__(self, root: Path, port: int | None = None, backend: str | None = None,
+                 auth_password: str | None = None):  # fmt: skip
         self.root, self.port = root, port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
+        self.backend = backend or f"sqlite:///{root}/mlflow.db"
+        self.auth_password = auth_password
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 90) -> MlflowServer:
+        import os
+
         self.root.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-            "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
+            "--backend-store-uri", self.backend,
             "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1",
         ]  # fmt: skip
+        env = dict(os.environ)
+        if self.auth_password:
+            config = self.root / "basic_auth.ini"
+            config.write_text(
+                f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{self.root}/auth.db\n"
+                f"admin_username = admin\nadmin_password = {self.auth_password}\n"
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            )
+            cmd += ["--app-name", "basic-auth"]
+            env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = "test-only-csrf-key"  # basic-auth's CSRF protection
         self.log = open(self.root / "server.log", "a")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -71,6 +93,16 @@ class MlflowServer:
                 time.sleep(0.5)
         self.stop()
         raise TimeoutError(f"mlflow server on {self.uri} did not start in {timeout_s} s")
+
+    def kill(self) -> None:
+        """SIGKILL the server and every worker it started (a crash, not a shutdown)."""
+        import signal
+
+        for pid in _children(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.kill()
+        self.proc.wait(timeout=30)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -93,6 +125,18 @@ class HashJudge:
         import hashlib
 
         return hashlib.sha256(str(prompt).encode()).digest()[0] % 2 == 0
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant process of ``pid`` (from /proc)."""
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            kids = [int(k) for k in task.read_text().split()]
+            found += kids
+            frontier += kids
+    return found
 
 
 def postgres_bindir() -> Path | None:
@@ -150,6 +194,13 @@ class PostgresServer:
         else:
             self.pg_ctl("start")
         return self
+
+    def create_database(self, name: str) -> str:
+        """A second database on this server (MLflow and Optuna each keep an alembic_version table)."""
+        self._run(
+            str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "ablate", name
+        )
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
 
     def pg_ctl(self, action: str) -> None:
         options = f"-h 127.0.0.1 -p {self.port} -k {self.root}"
