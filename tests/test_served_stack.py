@@ -117,3 +117,32 @@ def test_basic_auth_end_to_end(tmp_path, monkeypatch):
         assert not any("s3cret" in str(v) for v in [*run.data.params.values(), *run.data.tags.values()])
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_postgresql_restarted_mid_sweep_workers_reconnect_each_cell_once(postgres, tmp_path):
+    study_file = write_study(tmp_path, overrides=[*FAST, "steps=40", "eval_every=10"])
+    args = (f"sweep.storage={postgres.url}", "sweep.workers=2", "sweep.heartbeat_s=2", "sweep.grace_s=20")
+    proc = sweep(tmp_path, study_file, *args, wait=False)
+    deadline = time.monotonic() + 300
+    while True:  # both workers training
+        assert time.monotonic() < deadline and proc.poll() is None, output(proc)
+        try:
+            study = optuna.load_study(study_name="tiny", storage=get_storage(postgres.url))
+            running = [
+                t for t in study.trials if "mlflow_run_id" in t.user_attrs and t.state == TrialState.RUNNING
+            ]
+        except Exception:
+            running = []  # the study is not created yet
+        if len(running) == 2:
+            break
+        time.sleep(0.3)
+    postgres.pg_ctl("stop")  # a database restart under running trials, heartbeats and the launcher
+    time.sleep(3)
+    postgres.pg_ctl("start")
+    assert proc.wait(timeout=900) == 0, output(proc)
+    study = optuna.load_study(study_name="tiny", storage=get_storage(postgres.url))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert Counter((t.params["reward"], t.params["seed"]) for t in complete) == Counter(
+        {(r, s): 1 for r in ("correctness", "rlev") for s in (0, 1)}
+    )

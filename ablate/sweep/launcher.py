@@ -34,7 +34,14 @@ from tqdm import tqdm
 
 from ablate.connect import redact
 from ablate.sweep.results import format_table, results_table
-from ablate.sweep.storage import RetryAndMarkRun, default_storage_url, get_storage, pruner_of, sampler_of
+from ablate.sweep.storage import (
+    RetryAndMarkRun,
+    default_storage_url,
+    get_storage,
+    pruner_of,
+    retrying,
+    sampler_of,
+)
 from ablate.sweep.study import cell_key, fingerprint, grid_cells, override
 from ablate.sweep.trial import DONE, LIVE, compose_trial
 from ablate.tracking import TrackingConfig, ensure_experiment
@@ -210,10 +217,10 @@ class Launcher:
             for trial in trials:
                 if trial.state == TrialState.RUNNING and trial.user_attrs.get("worker") == worker.ident:
                     try:
-                        self.study.tell(trial.number, state=TrialState.FAIL)
+                        retrying(lambda t=trial: self.study.tell(t.number, state=TrialState.FAIL))
                     except Exception:  # failed meanwhile by a heartbeat check elsewhere, which retried it
                         continue
-                    self.on_stale(self.study, trial)
+                    retrying(lambda t=trial: self.on_stale(self.study, t))
                     changed = True
             if self.crashes >= 3 * self.cfg.sweep.workers:
                 raise RuntimeError(f"{self.crashes} workers in a row died; see {worker.log_path}")
@@ -263,11 +270,13 @@ class Launcher:
                 if time.monotonic() - stale_checked >= self.cfg.sweep.heartbeat_s:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                        optuna.storages.fail_stale_trials(self.study)  # other machines' dead workers
+                        retrying(
+                            lambda: optuna.storages.fail_stale_trials(self.study)
+                        )  # dead workers anywhere
                     stale_checked = time.monotonic()
-                trials = self.study.get_trials(deepcopy=False)
+                trials = retrying(lambda: self.study.get_trials(deepcopy=False))
                 if self.reap(trials):
-                    trials = self.study.get_trials(deepcopy=False)
+                    trials = retrying(lambda: self.study.get_trials(deepcopy=False))
                 for trial in trials:
                     if trial.state.is_finished() and trial.number not in seen:
                         seen.add(trial.number)

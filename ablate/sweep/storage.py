@@ -9,9 +9,11 @@ trials of its own workers that died).
 from __future__ import annotations
 
 import logging
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
@@ -24,6 +26,35 @@ from ablate.connect import redact
 
 log = logging.getLogger(__name__)
 JOURNAL = "journal:"
+T = TypeVar("T")
+
+
+def retrying(call: Callable[[], T], patience_s: float = 120.0) -> T:
+    """``call()``, retried while the database does not answer (a restart, a network blip).
+
+    SQLAlchemy's pre-ping then reconnects; after ``patience_s`` the error is raised.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return call()
+        except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as err:
+            cause = err if isinstance(err, sqlalchemy.exc.OperationalError) else err.__cause__
+            if not isinstance(cause, sqlalchemy.exc.OperationalError) or time.monotonic() > deadline:
+                raise  # not a lost connection, or lost for too long
+            log.warning("Optuna storage not answering (%s); retrying", str(cause.orig).strip()[:200])
+            time.sleep(1.0)
+
+
+class PatientRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage whose heartbeat outlives a database restart.
+
+    Optuna writes heartbeats from a thread that dies on its first error; a trial whose heartbeat
+    stopped would be failed and retried while it is still training.
+    """
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        retrying(lambda: super(PatientRDBStorage, self).record_heartbeat(trial_id))
 
 
 def default_storage_url(tracking_uri: str) -> str:
@@ -79,7 +110,7 @@ def get_storage(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            storage = optuna.storages.RDBStorage(
+            storage = PatientRDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_s,

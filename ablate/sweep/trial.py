@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
-from ablate.sweep.storage import RetryAndMarkRun, get_storage, pruner_of, sampler_of, suggest
+from ablate.sweep.storage import RetryAndMarkRun, get_storage, pruner_of, retrying, sampler_of, suggest
 from ablate.sweep.study import StudyConfig, cell_key, grid_cells, override
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,8 @@ class Objective:
         except Exception as err:
             trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
             raise
-        trial.set_user_attr("metrics", {k: v for k, v in summary.items() if math.isfinite(v)})
+        finite = {k: v for k, v in summary.items() if math.isfinite(v)}
+        retrying(lambda: trial.set_user_attr("metrics", finite))
         values = tuple(summary[o.metric] for o in self.cfg.objectives)
         return values[0] if len(values) == 1 else values
 
@@ -124,7 +125,7 @@ class Objective:
         hooks = RunHooks(
             parent_run_id=self.spec["parent_run_id"],
             tags={"ablate.study": name, "optuna.study": name, "optuna.trial_number": trial.number},
-            on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
+            on_start=lambda run_id: retrying(lambda: trial.set_user_attr("mlflow_run_id", run_id)),
             on_eval=self.reporter(trial) if len(self.cfg.objectives) == 1 else None,
         )
         return run(cfg, hooks)
@@ -135,8 +136,8 @@ class Objective:
         def on_eval(step: int, summary: dict[str, float]) -> None:
             if not math.isfinite(summary[metric]):
                 return
-            trial.report(summary[metric], step)
-            if trial.should_prune():
+            retrying(lambda: trial.report(summary[metric], step))
+            if retrying(trial.should_prune):
                 raise PrunedTrial(f"pruned at step {step} ({metric}={summary[metric]:.3f})")
 
         return on_eval
