@@ -68,7 +68,7 @@ def sweep(argv: list[str]) -> None:
         from ablate.sweep.launcher import run_sweep
 
         code = run_sweep(cfg)
-    except (ValueError, FileNotFoundError, ConnectionError) as err:
+    except (ValueError, FileNotFoundError, ConnectionError, PermissionError) as err:
         sys.exit(f"ablate sweep: {err}")
     sys.exit(code)
 

@@ -93,7 +93,16 @@ def ensure_experiment(cfg: TrackingConfig) -> str:
     """The id of ``cfg.experiment``, created (artifacts beside a SQLite store) if it does not exist."""
     check_reachable(cfg.uri, cfg.connect_timeout_s)
     client = mlflow.MlflowClient(cfg.uri)
-    experiment = client.get_experiment_by_name(cfg.experiment)
+    try:
+        experiment = client.get_experiment_by_name(cfg.experiment)
+    except mlflow.exceptions.MlflowException as err:
+        if err.get_http_status_code() not in (401, 403):
+            raise
+        raise PermissionError(
+            f"MLflow tracking server {redact(cfg.uri)} refused the request "
+            f"({'not authenticated' if err.get_http_status_code() == 401 else 'no permission'}): "
+            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of that server"
+        ) from None
     if experiment is None:
         location = cfg.artifact_location or default_artifact_location(cfg.uri)
         with contextlib.suppress(mlflow.exceptions.MlflowException):  # created meanwhile by another run

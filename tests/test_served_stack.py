@@ -106,7 +106,9 @@ def test_basic_auth_end_to_end(tmp_path, monkeypatch):
             monkeypatch.delenv(key, raising=False)
         refused = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert refused.returncode != 0
-        assert "401" in refused.stderr or "Unauthorized" in refused.stderr
+        expected = f"MLflow tracking server {server.uri} refused the request (not authenticated)"
+        assert expected in refused.stderr
+        assert not (tmp_path / "run" / "train_log.csv").exists()  # nothing trained
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret-Pass-2026")
         done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
