@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -118,3 +119,35 @@ def test_secrets_never_reach_params_or_config():
     assert params["tracking.uri"] == "http://bob:***@127.0.0.1:5000"
     assert params["model.hf_token"] == "***"
     assert not any("hunter2" in v or v == "abc" for v in params.values())
+
+
+def test_unusable_artifact_location_fails_the_run_clearly(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the artifact folder should be")
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    where = [
+        f"tracking.uri={db}",
+        "tracking.experiment=blocked",
+        f"tracking.artifact_location={blocker}/artifacts",
+    ]
+    cfg = compose_train(*FAST, *where, f"output_dir={tmp_path}/run")
+    with pytest.raises(NotADirectoryError, match=r"not_a_dir"):
+        run(cfg)
+    client = MlflowClient(db)
+    (mlrun,) = client.search_runs([client.get_experiment_by_name("blocked").experiment_id])
+    assert mlrun.info.status == "FAILED"
+    assert "NotADirectoryError" in mlrun.data.tags["error"] and "not_a_dir" in mlrun.data.tags["error"]
+    assert not (tmp_path / "run" / "train_log.csv").exists()  # it failed before training
+
+
+def test_secrets_never_reach_the_config_artifact(tmp_path):
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    secrets = ["+extra.hf_token=hf_SECRET", "+extra.db_url=postgresql://u:pw-SECRET@h/db"]
+    cfg = compose_train(*FAST, "steps=1", f"tracking.uri={db}", f"output_dir={tmp_path}/run", *secrets)
+    run(cfg)
+    client = MlflowClient(db)
+    (mlrun,) = client.search_runs([client.get_experiment_by_name("ablate").experiment_id])
+    logged = (tmp_path / "run" / "config.yaml").read_text()
+    remote = Path(client.download_artifacts(mlrun.info.run_id, "config.yaml", str(tmp_path))).read_text()
+    for text in (logged, remote, str(mlrun.data.params)):
+        assert "SECRET" not in text and "***" in text
