@@ -151,3 +151,30 @@ def test_secrets_never_reach_the_config_artifact(tmp_path):
     remote = Path(client.download_artifacts(mlrun.info.run_id, "config.yaml", str(tmp_path))).read_text()
     for text in (logged, remote, str(mlrun.data.params)):
         assert "SECRET" not in text and "***" in text
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs (needs root, as in CI); the artifacts of one run do not fit on it."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_disk_full_on_the_artifact_location_fails_the_run_and_keeps_what_was_logged(tmp_path, small_disk):
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    where = [f"tracking.uri={db}", "tracking.experiment=full", f"tracking.artifact_location={small_disk}"]
+    cfg = compose_train(*FAST, "steps=3", *where, f"output_dir={tmp_path}/run")
+    with pytest.raises(OSError, match="No space left on device"):
+        run(cfg)
+    client = MlflowClient(db)
+    (mlrun,) = client.search_runs([client.get_experiment_by_name("full").experiment_id])
+    assert mlrun.info.status == "FAILED" and "No space left on device" in mlrun.data.tags["error"]
+    assert [m.step for m in client.get_metric_history(mlrun.info.run_id, "loss")] == [1, 2, 3]
+    assert "eval/h_acc" in mlrun.data.metrics and (tmp_path / "run" / "train_log.csv").exists()
