@@ -11,3 +11,19 @@ GAOKAO = REPO.parent / "shared" / "data" / "gaokao_bench"
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # Built models go to a per-session cache, never the user's.
     monkeypatch.setenv("ABLATE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL server on 127.0.0.1. CI must have one (.ci/run installs it)."""
+    import os
+
+    from tests.helpers import PostgresServer, postgres_bindir
+
+    if postgres_bindir() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must test PostgreSQL: .ci/run installs it (apt-get install postgresql)")
+        pytest.skip("PostgreSQL server programs not installed (apt-get install postgresql)")
+    server = PostgresServer().start()
+    yield server
+    server.stop()

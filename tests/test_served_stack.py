@@ -1,6 +1,5 @@
 """The served stack without Docker: PostgreSQL and an MLflow server on loopback, and their faults."""
 
-import os
 import subprocess
 import sys
 import time
@@ -12,18 +11,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from ablate.sweep.storage import get_storage
-from tests.helpers import FAST, MlflowServer, PostgresServer, output, postgres_bindir, sweep, write_study
-
-
-@pytest.fixture
-def postgres():
-    if postgres_bindir() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must test PostgreSQL: .ci/run installs it (apt-get install postgresql)")
-        pytest.skip("PostgreSQL server programs not installed (apt-get install postgresql)")
-    server = PostgresServer().start()
-    yield server
-    server.stop()
+from tests.helpers import FAST, MlflowServer, output, sweep, write_study
 
 
 @pytest.mark.slow
