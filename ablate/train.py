@@ -69,9 +69,9 @@ def training_args(cfg: DictConfig, output_dir: Path) -> Any:
     )
 
 
-def choices(cfg: DictConfig) -> dict[str, str]:
-    """Which option of each config group this run uses (Hydra's record, else the ``_target_`` name)."""
-    picked = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+def choices(cfg: DictConfig, given: dict[str, str] | None = None) -> dict[str, str]:
+    """Which option of each config group this run uses (``given``, Hydra's record, else the ``_target_``)."""
+    picked = given or (dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {})
     out = {}
     for group in ("data", "reward", "model", "algo"):
         node = cfg[group]
@@ -84,6 +84,7 @@ def choices(cfg: DictConfig) -> dict[str, str]:
 class RunHooks:
     """What a caller such as ``ablate sweep`` adds to a run; every field is optional."""
 
+    choices: dict[str, str] = field(default_factory=dict)  # Hydra group choices of a config composed by code
     parent_run_id: str | None = None  # nest the MLflow run under this one (the study's run)
     tags: dict[str, Any] = field(default_factory=dict)  # extra MLflow tags (study name, trial number)
     on_start: Callable[[str], None] | None = None  # called with the MLflow run id once the run exists
@@ -166,7 +167,7 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
     config_yaml = OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))))
     (output_dir / "config.yaml").write_text(config_yaml)
-    picked = choices(cfg)
+    picked = choices(cfg, hooks.choices)
     tags = {"dataset": picked.pop("data"), **picked}
     tags |= {"seed": cfg.seed, "git_commit": git_commit(REPO), "output_dir": str(output_dir.resolve())}
     tags |= hooks.tags

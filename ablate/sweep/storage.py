@@ -27,6 +27,13 @@ from ablate.connect import redact
 log = logging.getLogger(__name__)
 JOURNAL = "journal:"
 T = TypeVar("T")
+# What a database restart looks like from SQLAlchemy: the error itself, or the transaction it
+# left invalid on a pooled connection.
+LOST_CONNECTION = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.PendingRollbackError,
+)
 
 
 def retrying(call: Callable[[], T], patience_s: float = 120.0) -> T:
@@ -38,11 +45,12 @@ def retrying(call: Callable[[], T], patience_s: float = 120.0) -> T:
     while True:
         try:
             return call()
-        except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as err:
-            cause = err if isinstance(err, sqlalchemy.exc.OperationalError) else err.__cause__
-            if not isinstance(cause, sqlalchemy.exc.OperationalError) or time.monotonic() > deadline:
+        except (*LOST_CONNECTION, optuna.exceptions.StorageInternalError) as err:
+            # Optuna rolls its session back and wraps the driver's error; look at what it wraps.
+            cause = err.__cause__ if isinstance(err, optuna.exceptions.StorageInternalError) else err
+            if not isinstance(cause, LOST_CONNECTION) or time.monotonic() > deadline:
                 raise  # not a lost connection, or lost for too long
-            log.warning("Optuna storage not answering (%s); retrying", str(cause.orig).strip()[:200])
+            log.warning("Optuna storage not answering (%s); retrying", str(cause).strip()[:200])
             time.sleep(1.0)
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import optuna
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
@@ -49,16 +48,20 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def compose_trial(overrides: list[str]) -> DictConfig:
-    """The trial's ``ablate train`` config, with Hydra's record of group choices (for run tags)."""
+def compose_with_choices(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
+    """The ``ablate train`` config and Hydra's record of its group choices (``algo: rloo``, for tags)."""
     from ablate.cli import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
+    choices = {k: str(v) for k, v in cfg.hydra.runtime.choices.items() if v is not None}
     with open_dict(cfg):
         del cfg["hydra"]
-    return cfg
+    return cfg, choices
+
+
+def compose_trial(overrides: list[str]) -> DictConfig:
+    return compose_with_choices(overrides)[0]
 
 
 def run_name(number: int, params: dict[str, Any]) -> str:
@@ -94,19 +97,21 @@ class Objective:
         }
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        trial.set_user_attr("worker", worker_id())
-        params = self.params(trial)
+        # Every storage call retries a lost connection: a database restart must not fail the trial.
+        retrying(lambda: trial.set_user_attr("worker", worker_id()))
+        params = retrying(lambda: self.params(trial))
         if self.cfg.grid:
-            owner = duplicate_of(trial.study, trial, params)
+            owner = retrying(lambda: duplicate_of(trial.study, trial, params))
             if owner is not None:
-                trial.set_user_attr("duplicate_of", owner)
+                retrying(lambda: trial.set_user_attr("duplicate_of", owner))
                 raise DuplicateCell(f"cell {params} is already held by trial {owner}")
         try:
             summary = self.train(trial, params)
         except optuna.TrialPruned:
             raise
         except Exception as err:
-            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+            message = f"{type(err).__name__}: {err}"[:2000]
+            retrying(lambda: trial.set_user_attr("error", message))
             raise
         finite = {k: v for k, v in summary.items() if math.isfinite(v)}
         retrying(lambda: trial.set_user_attr("metrics", finite))
@@ -118,11 +123,14 @@ class Objective:
         from ablate.train import RunHooks, run
 
         output_dir = f"{self.spec['dir']}/{run_name(trial.number, params)}"
-        trial.set_user_attr("output_dir", output_dir)
+        retrying(lambda: trial.set_user_attr("output_dir", output_dir))
         overrides = [*self.cfg.overrides, *(override(k, v) for k, v in params.items())]
-        cfg = compose_trial([*overrides, f"output_dir='{output_dir}'"])  # quoted: names hold '='
+        cfg, choices = compose_with_choices(
+            [*overrides, f"output_dir='{output_dir}'"]
+        )  # quoted: '=' in names
         name = self.cfg.sweep.name
         hooks = RunHooks(
+            choices=choices,
             parent_run_id=self.spec["parent_run_id"],
             tags={"ablate.study": name, "optuna.study": name, "optuna.trial_number": trial.number},
             on_start=lambda run_id: retrying(lambda: trial.set_user_attr("mlflow_run_id", run_id)),
