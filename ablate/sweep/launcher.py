@@ -175,8 +175,7 @@ class Launcher:
 
     def __init__(self, cfg: DictConfig, study: optuna.Study, spec: dict[str, Any], on_stale: RetryAndMarkRun):
         self.cfg, self.study, self.spec, self.on_stale = cfg, study, spec, on_stale
-        self.cells = {cell_key(c) for c in grid_cells(cfg)} if cfg.grid else set()
-        self.total = len(self.cells) if cfg.grid else cfg.n_trials
+        self.total = len(grid_cells(cfg)) if cfg.grid else cfg.n_trials
         self.workers: dict[int, Worker] = {}
         self.started = 0
         self.crashes = 0  # workers in a row that died; a broken environment must not respawn forever
@@ -235,11 +234,7 @@ class Launcher:
         return waiting + max(0, self.total - counted)
 
     def done(self, trials: list[FrozenTrial]) -> bool:
-        if self.cfg.grid:
-            held = {cell_key(t.params) for t in trials if t.state in DONE}
-            if self.cells <= held:
-                return True
-        elif sum(t.state in DONE for t in trials) >= self.total:
+        if complete(self.cfg, trials):
             return True
         failed = sum(t.state == TrialState.FAIL for t in trials)
         if not self.cfg.grid and failed >= self.total:
@@ -388,11 +383,11 @@ def run_sweep(cfg: DictConfig) -> int:
         client.log_text(run_id, table.to_csv(index=False), "results.csv")
         client.log_text(run_id, f"{heading}\n{text}\n", "results.txt")
     trials = study.get_trials(deepcopy=False)
-    complete = not missing_cells(cfg, trials)
-    client.set_terminated(run_id, status="FINISHED" if complete else "FAILED")
+    finished = complete(cfg, trials)
+    client.set_terminated(run_id, status="FINISHED" if finished else "FAILED")
     study_id = storage.get_study_id_from_name(name)
     print(browse_hint(tracking, experiment_id, run_id, storage_url, study_id, name))
-    if not complete:
+    if not finished:
         failed = [
             describe(t) for t in trials if t.state == TrialState.FAIL and "duplicate_of" not in t.user_attrs
         ]
@@ -402,10 +397,9 @@ def run_sweep(cfg: DictConfig) -> int:
     return 0
 
 
-def missing_cells(cfg: DictConfig, trials: list[FrozenTrial]) -> list[str]:
-    """Grid cells without a COMPLETE or PRUNED trial; a search: trials short of ``n_trials``."""
+def complete(cfg: DictConfig, trials: list[FrozenTrial]) -> bool:
+    """Every grid cell has a COMPLETE or PRUNED trial; a search has ``n_trials`` of them."""
     if cfg.grid:
         held = {cell_key(t.params) for t in trials if t.state in DONE}
-        return [k for k in (cell_key(c) for c in grid_cells(cfg)) if k not in held]
-    short = cfg.n_trials - sum(t.state in DONE for t in trials)
-    return [f"{short} trial(s)"] if short > 0 else []
+        return {cell_key(c) for c in grid_cells(cfg)} <= held
+    return sum(t.state in DONE for t in trials) >= cfg.n_trials
