@@ -36,6 +36,32 @@ def evaluate(argv: list[str]) -> None:
     main(argv)
 
 
+def warmstart(argv: list[str]) -> None:
+    """SFT a warm-start policy on worked solutions, or find it cached ([model=tiny_warm] [model.KEY=V])"""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from hydra.utils import instantiate
+
+    from ablate.config import check_targets
+
+    overrides = argv if any(a.startswith("model=") for a in argv) else ["model=tiny_warm", *argv]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            node = compose(config_name="config", overrides=overrides).model
+        check_targets(node, "model")
+        model = instantiate(node, _convert_="all")
+        if not hasattr(model, "key") or not hasattr(model, "styles"):
+            raise ValueError(
+                f"model._target_={node._target_}: not a warm start (use model=tiny_warm or small_warm)"
+            )
+        from ablate.warmstart import summary_line, warm_path
+
+        path = warm_path(model)
+    except (HydraException, ValueError, FileNotFoundError) as err:
+        sys.exit(f"ablate warmstart: {err}")
+    print(summary_line(path))
+
+
 def split_sweep_args(argv: list[str]) -> tuple[str, list[str], list[str]]:
     """``study=NAME``, ``sweep.KEY=VALUE`` overrides, and the rest (ablate train overrides)."""
     study, sweep, rest = None, [], []
@@ -131,6 +157,7 @@ def dashboard(argv: list[str]) -> None:
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": train,
+    "warmstart": warmstart,
     "evaluate": evaluate,
     "sweep": sweep,
     "report": report,

@@ -76,7 +76,8 @@ def top_bottom(df: pd.DataFrame, share: float = 0.2) -> tuple[pd.DataFrame, pd.D
 
 
 def summary(df: pd.DataFrame) -> dict[str, float]:
-    """Acc, H-Acc, length, value density, top/bottom-20% Acc and the row count."""
+    """Acc, H-Acc, length, value density, top/bottom-20% Acc, the length gap between the top- and
+    bottom-20% valued questions, and the row count."""
     df = check_predictions(df)
     value, correct = df["value"].to_numpy(), df["correct"].to_numpy()
     length = float(df["length"].mean())
@@ -89,6 +90,8 @@ def summary(df: pd.DataFrame) -> dict[str, float]:
         "value_density": hacc / length if length > 0 else float("nan"),
         "acc_top20": 100.0 * float(top["correct"].mean()),
         "acc_bottom20": 100.0 * float(bottom["correct"].mean()),
+        # > 0: longer answers where more is at stake (the paper's Figure on length by value)
+        "length_gap": float(top["length"].mean() - bottom["length"].mean()),
         "n": float(len(df)),
     }
 

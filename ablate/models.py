@@ -54,6 +54,9 @@ class TinyModelConfig:
         fields = {k: v for k, v in asdict(self).items() if k not in ("cache_dir", "lora")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
+    def checkpoint(self) -> Path:
+        return tiny_path(self)
+
 
 @dataclass
 class PretrainedModelConfig:
@@ -134,11 +137,12 @@ def load_tokenizer(source: str, trust_remote_code: bool = False) -> PreTrainedTo
 
 
 def load_model(
-    cfg: TinyModelConfig | PretrainedModelConfig,
+    cfg: Any,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The policy and its tokenizer; the tiny model goes through the same loader as any checkpoint."""
-    if isinstance(cfg, TinyModelConfig):
-        cfg = PretrainedModelConfig(name_or_path=str(tiny_path(cfg)), dtype="float32")
+    """The policy and its tokenizer from a model config; a locally built one (``checkpoint()``) goes
+    through the same loader as any checkpoint."""
+    if hasattr(cfg, "checkpoint"):  # built here: the tiny model, a warm start (ablate.warmstart)
+        cfg = PretrainedModelConfig(name_or_path=str(cfg.checkpoint()), dtype="float32")
     kwargs: dict[str, Any] = {"dtype": cfg.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation

@@ -7,8 +7,10 @@ from omegaconf import OmegaConf
 
 from ablate.cli import CONF_DIR
 
-GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+# experiment files are global overrides (no node of their own), composed by their own test below
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "experiment")
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 NEEDS_A_FILE = {("data", "rlev_json"), ("data", "jsonl")}
 
 
@@ -27,6 +29,25 @@ def test_every_option_composes_and_resolves(group, option):
         return
     resolved = OmegaConf.to_container(node, resolve=True)
     assert resolved
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_overrides_the_defaults_and_passes_the_checks(experiment):
+    from ablate.config import check_targets
+
+    base, cfg = compose_with(), compose_with(f"experiment={experiment}", "output_dir=unused")
+    assert OmegaConf.to_container(cfg, resolve=False) != OmegaConf.to_container(base, resolve=False)
+    for group in ("data", "verifier", "reward", "model", "algo", "tracking"):
+        check_targets(cfg[group], group)
+    assert compose_with(f"experiment={experiment}", "steps=3").steps == 3  # the command line still wins
+
+
+def test_reproduction_experiment_gives_the_papers_value_skew():
+    cfg = compose_with("experiment=repro_cpu")
+    table = instantiate(cfg.data).load()
+    assert round(table["value"].mean(), 2) == 0.02  # paper: mean value 0.02
+    assert 0.005 < (table["value"] > 0.1).mean() < 0.02  # paper: 1.18% above 0.1
+    assert cfg.model._target_.endswith("WarmStartConfig") and cfg.steps > 20
 
 
 @pytest.mark.parametrize("group", ["data", "reward", "verifier", "model"])

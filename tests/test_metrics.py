@@ -24,6 +24,7 @@ def test_five_row_table_by_hand():
     assert s["value_density"] == pytest.approx(2.75)
     assert s["acc_top20"] == 100.0
     assert s["acc_bottom20"] == 0.0
+    assert s["length_gap"] == 40 - 10  # the 0.20 question's length minus the 0.02 question's
     assert s["n"] == 5
 
 

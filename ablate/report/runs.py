@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from ablate.evaluate import read_predictions
 from ablate.sweep.results import COLUMNS as METRIC_NAMES
 
-METRICS = list(METRIC_NAMES)  # acc, h_acc, length, value_density, acc_top20, acc_bottom20
+METRICS = list(METRIC_NAMES)  # acc, h_acc, length, value_density, acc_top20/bottom20, length_gap
 TAG_OF = {"data": "dataset"}  # grid keys recorded as a run tag of another name
 
 

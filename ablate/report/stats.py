@@ -55,6 +55,8 @@ def _metrics_on(q: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarr
             "value_density": h_acc / mean_length,
             "acc_top20": 100 * (correct * q["top"][idx]).sum(1) / q["top"][idx].sum(1),
             "acc_bottom20": 100 * (correct * q["bottom"][idx]).sum(1) / q["bottom"][idx].sum(1),
+            "length_gap": (length * q["top"][idx]).sum(1) / q["top"][idx].sum(1)
+            - (length * q["bottom"][idx]).sum(1) / q["bottom"][idx].sum(1),
         }
 
 

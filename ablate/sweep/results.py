@@ -18,6 +18,7 @@ COLUMNS = {
     "value_density": "value density",
     "acc_top20": "top-20% Acc",
     "acc_bottom20": "bottom-20% Acc",
+    "length_gap": "length gap top-bottom 20%",
 }
 
 

@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 # ablate train's final eval metrics (ablate.metrics.summary), the values an objective may name
-EVAL_METRICS = ("acc", "h_acc", "length", "value_density", "acc_top20", "acc_bottom20")
+EVAL_METRICS = ("acc", "h_acc", "length", "value_density", "acc_top20", "acc_bottom20", "length_gap")
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -30,7 +30,7 @@ DIRECTIONS = ("maximize", "minimize")
 class Objective:
     """One value a trial returns to Optuna."""
 
-    metric: str = "h_acc"  # a final eval metric: acc, h_acc, length, value_density, acc_top20, acc_bottom20
+    metric: str = "h_acc"  # a final eval metric: one of EVAL_METRICS
     direction: str = "maximize"  # maximize | minimize
 
 

@@ -1,0 +1,96 @@
+"""The warm start: solution styles, the SFT data, the cached checkpoint and ``ablate warmstart``."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ablate.data.synthetic import SyntheticExams
+from ablate.models import TinyModelConfig, load_model
+from ablate.warmstart import STYLES, WarmStartConfig, sft_dataset, solution, warm_path, written_style
+
+SMALL = ["model.base.hidden_size=32", "model.base.layers=1", "model.base.heads=2",
+         "model.base.intermediate_size=64", "model.max_steps=3", "model.batch_size=8",
+         "model.data.num_exams=6", "model.eval_questions=8", "model.max_new_tokens=16"]  # fmt: skip
+
+
+def small_config(tmp_path, **changes) -> WarmStartConfig:
+    base = TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64, cache_dir=str(tmp_path))
+    fields = dict(base=base, data=SyntheticExams(num_exams=6, seed=1000), max_steps=3, batch_size=8,
+                  eval_questions=8, max_new_tokens=16, cache_dir=str(tmp_path))  # fmt: skip
+    return WarmStartConfig(**(fields | changes))
+
+
+def test_each_style_writes_the_sum_with_less_working_than_the_last():
+    terms = [12, 7, 30, 5]
+    assert solution(terms, "full") == "12+7=19\n19+30=49\n49+5=54\nAnswer: 54"
+    assert solution(terms, "pairs") == "12+7+30=49\n49+5=54\nAnswer: 54"
+    assert solution(terms, "direct") == "Answer: 54"
+    assert [written_style(solution(terms, s)) for s in STYLES] == list(STYLES)
+    with pytest.raises(ValueError, match="valid choices are full, pairs, direct"):
+        solution(terms, "sketch")
+
+
+def test_sft_rows_draw_styles_in_their_shares_and_hold_out_whole_exams(tmp_path):
+    cfg = small_config(tmp_path, data=SyntheticExams(num_exams=60, seed=1000),
+                       styles={"full": 0.5, "pairs": 0.0, "direct": 0.5})  # fmt: skip
+    train, test = sft_dataset(cfg)
+    assert set(train["exam_id"]).isdisjoint(test["exam_id"])
+    shares = train["style"].value_counts(normalize=True)
+    assert "pairs" not in shares and abs(shares["full"] - 0.5) < 0.03
+    for row in train.head(50).itertuples():
+        assert row.completion.endswith(f"Answer: {row.answer}")
+        two_terms = row.completion.count("\n") == 1  # full and pairs write the same single line
+        assert written_style(row.completion) == row.style or two_terms
+    full = train[train["style"] == "full"]
+    assert np.corrcoef(full["completion"].str.len(), full["difficulty"].map(
+        {"primary": 2, "junior": 3, "senior": 4, "university": 5, "phd": 6}))[0, 1] > 0.9  # fmt: skip
+    with pytest.raises(ValueError, match=r"model.styles: unknown style\(s\) \['sketch'\]; valid choices"):
+        sft_dataset(small_config(tmp_path, styles={"sketch": 1.0}))
+
+
+def test_checkpoint_is_cached_by_config_and_loads_like_any_model(tmp_path):
+    cfg = small_config(tmp_path)
+    path = warm_path(cfg)
+    report = json.loads((path / "warmstart.json").read_text())
+    assert report["n"] == 8 and 0 <= report["acc"] <= 100 and report["sft_rows"] > 0
+    assert set(report["sampled_by_style"]) >= {"acc"}
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    assert warm_path(small_config(tmp_path)) == path  # same config: no new training
+    assert (path / "model.safetensors").stat().st_mtime_ns == stamp
+    assert warm_path(small_config(tmp_path, max_steps=4)) != path  # any SFT key is part of the key
+    assert small_config(tmp_path, eval_questions=99).key() == cfg.key()  # evaluation is not
+    model, tokenizer = load_model(cfg)
+    assert model.config.hidden_size == 32 and tokenizer.decode(tokenizer("1+2=3").input_ids) == "1+2=3"
+
+
+def test_cli_trains_once_then_reports_the_cached_checkpoint(tmp_path):
+    args = [sys.executable, "-m", "ablate", "warmstart", *SMALL, f"model.cache_dir={tmp_path}"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    line = first.stdout.splitlines()[-1]
+    assert line.startswith(f"warm start {tmp_path}/warm-") and "held-out Acc" in line
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.stdout.strip() == line and "Tokenizing" not in again.stderr
+    wrong = subprocess.run([sys.executable, "-m", "ablate", "warmstart", "model=tiny"], capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    assert wrong.returncode == 1 and "not a warm start (use model=tiny_warm or small_warm)" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_shipped_warm_start_gives_rl_a_policy_with_signal_and_a_length_trade_off(tmp_path):
+    """model=tiny_warm as shipped: 30-70% correct, and longer working is more often right."""
+    from hydra.utils import instantiate
+
+    from tests.helpers import compose_train
+
+    cfg = instantiate(compose_train("model=tiny_warm", f"model.cache_dir={tmp_path}").model, _convert_="all")
+    report = json.loads((warm_path(cfg) / "warmstart.json").read_text())
+    print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=1))
+    assert 30 <= report["acc"] <= 70
+    sampled = report["sampled_by_style"]
+    assert sampled["full"]["acc"] > sampled["direct"]["acc"] + 10
+    assert sampled["full"]["length"] > 2 * sampled["direct"]["length"]
+    assert min(sampled[s]["share"] for s in STYLES) > 5  # RL sees every style (percent of samples)
