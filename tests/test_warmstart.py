@@ -81,7 +81,8 @@ def test_cli_trains_once_then_reports_the_cached_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_shipped_warm_start_gives_rl_a_policy_with_signal_and_a_length_trade_off(tmp_path):
-    """model=tiny_warm as shipped: 30-70% correct, and longer working is more often right."""
+    """model=tiny_warm as shipped: 30-70% of the completions RL samples (temperature 1) are right,
+    greedy decoding more, and longer working is more often right."""
     from hydra.utils import instantiate
 
     from tests.helpers import compose_train
@@ -89,8 +90,8 @@ def test_shipped_warm_start_gives_rl_a_policy_with_signal_and_a_length_trade_off
     cfg = instantiate(compose_train("model=tiny_warm", f"model.cache_dir={tmp_path}").model, _convert_="all")
     report = json.loads((warm_path(cfg) / "warmstart.json").read_text())
     print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=1))
-    assert 30 <= report["acc"] <= 70
     sampled = report["sampled_by_style"]
+    assert 30 <= sampled["acc"] <= 70 and report["acc"] > sampled["acc"]
     assert sampled["full"]["acc"] > sampled["direct"]["acc"] + 10
     assert sampled["full"]["length"] > 2 * sampled["direct"]["length"]
     assert min(sampled[s]["share"] for s in STYLES) > 5  # RL sees every style (percent of samples)
