@@ -134,7 +134,8 @@ def format_metrics(summary: dict[str, float], buckets: pd.DataFrame | None = Non
     lines = [
         f"n={int(summary['n'])}  Acc {summary['acc']:.1f}  H-Acc {summary['h_acc']:.1f}  "
         f"length {summary['length']:.1f}  value density {summary['value_density']:.3f}  "
-        f"Acc top20 {summary['acc_top20']:.1f}  Acc bottom20 {summary['acc_bottom20']:.1f}"
+        f"Acc top20 {summary['acc_top20']:.1f}  Acc bottom20 {summary['acc_bottom20']:.1f}  "
+        f"length gap top-bottom20 {summary['length_gap']:+.1f}"
     ]
     if buckets is not None:
         lines += ["length by value bucket (low to high value):", buckets.round(4).to_string(index=False)]

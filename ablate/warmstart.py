@@ -5,7 +5,7 @@ tiny model the synthetic exams' format and arithmetic with solutions written in 
 styles, drawn per question and independent of its value:
 
 - ``full``: one partial sum per line (``12+7=19``), the longest and easiest to get right;
-- ``pairs``: two numbers added per line (``12+7+30=49``), shorter and harder;
+- ``pairs``: two numbers added per line (``12+7+30=49``), half the steps and harder;
 - ``direct``: only ``Answer: N``, the shortest and hardest.
 
 So the RL starting policy samples answers of varying length, and longer working raises its
@@ -219,8 +219,11 @@ def warm_path(cfg: WarmStartConfig) -> Path:
         if not (path / "warmstart.json").exists():
             log.info("warm start %s not cached: training it (ablate warmstart)", path)
             tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            warm_start(cfg, tmp)
+            try:
+                warm_start(cfg, tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # no half-written checkpoint is left behind
+                raise
             tmp.rename(path)
     return path
 
