@@ -3,7 +3,8 @@
 >>> rep = Report.load("quickstart", tracking_uri="sqlite:///mlflow.db")   # doctest: +SKIP
 >>> rep.frame            # one row per trial run: config columns and metrics
 >>> print(rep.markdown())  # the paper's table: mean +- 95% CI, deltas, significance
->>> rep.write()          # table.{md,csv,tex}, runs.csv and the figures, in rep.out_dir
+>>> rep.dynamics         # per variant: s/step, generated tok/s, how far RL moved the policy
+>>> rep.write()          # table.{md,csv,tex}, runs.csv, dynamics.{md,csv} and the figures, in rep.out_dir
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from ablate.report import figures
+from ablate.report import dynamics, figures
 from ablate.report.runs import StudyRuns
 from ablate.report.table import paper_table, to_latex, to_markdown
 
@@ -68,6 +69,12 @@ class Report:
     def table(self) -> pd.DataFrame:
         return paper_table(self.frame, self.keys, self.predictions, self.n_boot)
 
+    @cached_property
+    def dynamics(self) -> pd.DataFrame:
+        """Speed and how far RL moved the policy, per variant (``ablate.report.dynamics``)."""
+        batch = self.runs.raw.set_index("run_id")["params.batch_size"].astype(int)
+        return dynamics.dynamics_table(self.frame, self.keys, self.runs.history, batch.get)
+
     def markdown(self) -> str:
         return to_markdown(self.table, self.keys)
 
@@ -112,7 +119,10 @@ class Report:
         (out / "table.tex").write_text(self.latex())
         self.table.to_csv(out / "table.csv", index=False)
         self.frame.to_csv(out / "runs.csv", index=False)
-        paths = [out / name for name in ("table.md", "table.tex", "table.csv", "runs.csv")]
+        (out / "dynamics.md").write_text(dynamics.to_markdown(self.dynamics, self.keys) + "\n")
+        self.dynamics.to_csv(out / "dynamics.csv", index=False)
+        names = ("table.md", "table.tex", "table.csv", "runs.csv", "dynamics.md", "dynamics.csv")
+        paths = [out / name for name in names]
         paths += [p for drawn in self.figures().values() for p in drawn]
         if log:
             client = MlflowClient(self.runs.tracking_uri)

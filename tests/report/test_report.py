@@ -14,6 +14,7 @@ from nbclient import NotebookClient
 
 from ablate import metrics
 from ablate.report import Report
+from ablate.report.dynamics import to_markdown as dynamics_markdown
 from ablate.report.stats import mean_ci
 from tests.conftest import REPO
 from tests.helpers import FAST, output, sweep, write_study
@@ -81,7 +82,7 @@ def test_markdown_and_latex_show_ci_and_deltas(report):
 def test_write_logs_tables_and_figures_on_the_study_run(report):
     paths = report.write()
     names = {p.name for p in paths}
-    assert {"table.md", "table.csv", "table.tex", "runs.csv"} <= names
+    assert {"table.md", "table.csv", "table.tex", "runs.csv", "dynamics.md", "dynamics.csv"} <= names
     for figure in ("length_by_value", "eos_trajectories", "eos_gradient", "reward_curves"):
         assert {f"{figure}.png", f"{figure}.svg"} <= names
         assert (report.out_dir / f"{figure}.png").stat().st_size > 10_000
@@ -119,3 +120,25 @@ def test_analysis_notebook_executes_against_the_study(study):
     assert "correctness" in text and "±" in text  # the runs frame and the paper's table were shown
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 4
+
+
+def test_dynamics_are_recomputed_from_each_runs_train_log(report, tmp_path):
+    table = report.dynamics.set_index("reward")
+    assert list(table["n"]) == [2, 2]
+    per_run = []
+    for row in report.frame.itertuples():
+        log = pd.read_csv(report.download(row.run_id, "train_log.csv"))  # TRL's per-step log of the run
+        batch = 8  # FAST: batch_size=8 completions per step
+        per_run.append({
+            "reward": row.reward,
+            "step_s": log["step_time"].median(),
+            "gen_tok_s": (batch * log["completions/mean_length"] / log["step_time"]).median(),
+            "correct_last": 100 * log["reward/correct_rate"].iloc[-10:].mean(),
+            "sampled_length_first": log["completions/mean_length"].iloc[:10].mean(),
+        })  # fmt: skip
+    expected = pd.DataFrame(per_run).groupby("reward").mean()
+    for column in expected.columns:
+        assert table[column].to_numpy() == pytest.approx(expected.loc[table.index, column].to_numpy())
+    assert (table["eval_acc_last"] >= 0).all() and (table["eval_acc_last"] <= 100).all()
+    text = dynamics_markdown(report.dynamics, report.keys)
+    assert "s/step" in text.splitlines()[0] and len(text.splitlines()) == 2 + 2  # header, rule, 2 variants
