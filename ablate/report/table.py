@@ -85,10 +85,9 @@ def display_table(table: pd.DataFrame, keys: list[str], digits: int = 1) -> pd.D
 
 
 def to_markdown(table: pd.DataFrame, keys: list[str]) -> str:
-    note = (
-        "\n\nmean ± 95% CI over seeds (n); (delta vs correctness, same algorithm; "
-        f"* = paired bootstrap over questions, p < {ALPHA})"
-    )
+    note = "\n\nmean ± 95% CI over seeds (n)"
+    if any(c.endswith("_delta") for c in table.columns):  # a study without a correctness row has none
+        note += f"; (delta vs correctness, same algorithm; * = paired bootstrap over questions, p < {ALPHA})"
     return display_table(table, keys).to_markdown(index=False) + note
 
 

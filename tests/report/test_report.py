@@ -16,6 +16,7 @@ from ablate import metrics
 from ablate.report import Report
 from ablate.report.dynamics import to_markdown as dynamics_markdown
 from ablate.report.stats import mean_ci
+from ablate.report.table import to_markdown
 from tests.conftest import REPO
 from tests.helpers import FAST, output, sweep, write_study
 
@@ -77,6 +78,9 @@ def test_markdown_and_latex_show_ci_and_deltas(report):
     rlev_line = next(line for line in text.splitlines() if "| rlev" in line)
     assert "(+" in rlev_line or "(-" in rlev_line
     assert r"$\pm$" in report.latex() and r"\begin{tabular}" in report.latex()
+    rlev_only = report.table[report.table["reward"] == "rlev"].dropna(axis=1, how="all")
+    rlev_only = rlev_only.drop(columns=[c for c in rlev_only if c.endswith(("_delta", "_p"))])
+    assert "delta vs correctness" not in to_markdown(rlev_only, report.keys)  # nothing to compare with
 
 
 def test_write_logs_tables_and_figures_on_the_study_run(report):
