@@ -50,12 +50,12 @@ def warmstart(argv: list[str]) -> None:
             node = compose(config_name="config", overrides=overrides).model
         check_targets(node, "model")
         model = instantiate(node, _convert_="all")
-        if not hasattr(model, "key") or not hasattr(model, "styles"):
+        from ablate.warmstart import WarmStartConfig, summary_line, warm_path
+
+        if not isinstance(model, WarmStartConfig):
             raise ValueError(
                 f"model._target_={node._target_}: not a warm start (use model=tiny_warm or small_warm)"
             )
-        from ablate.warmstart import summary_line, warm_path
-
         path = warm_path(model)
     except (HydraException, ValueError, FileNotFoundError) as err:
         sys.exit(f"ablate warmstart: {err}")

@@ -32,26 +32,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ablate.data.synthetic import SyntheticExams
+from ablate.data.synthetic import SyntheticExams, worked_solution
 from ablate.models import TinyModelConfig
 
 log = logging.getLogger(__name__)
 
-STYLES = ("full", "pairs", "direct")
+PER_LINE = {"full": 1, "pairs": 2, "direct": 0}  # numbers added per line of working
+STYLES = tuple(PER_LINE)
 
 
 def solution(terms: list[int], style: str) -> str:
     """The worked solution of ``sum(terms)`` in ``style`` (see the module docstring)."""
-    step = {"full": 1, "pairs": 2}.get(style)
-    if style not in STYLES:
+    if style not in PER_LINE:
         raise ValueError(f"solution style {style!r}: valid choices are {', '.join(STYLES)}")
-    lines, running, rest = [], terms[0], terms[1:]
-    while step and rest:
-        added, rest = rest[:step], rest[step:]
-        total = running + sum(added)
-        lines.append("+".join(map(str, [running, *added])) + f"={total}")
-        running = total
-    return "\n".join([*lines, f"Answer: {sum(terms)}"])
+    return worked_solution(terms, PER_LINE[style])
 
 
 @dataclass
@@ -76,8 +70,7 @@ class WarmStartConfig:
         fields = asdict(self)
         for name in ("cache_dir", "lora", "eval_questions", "max_new_tokens"):
             fields.pop(name)
-        fields["base"].pop("cache_dir")
-        fields["base"].pop("lora")
+        fields["base"] = self.base.key()  # the architecture, as the tiny model's own cache keys it
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def checkpoint(self) -> Path:

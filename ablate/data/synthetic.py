@@ -40,13 +40,15 @@ def integer_points(weights: np.ndarray, total: int) -> np.ndarray:
     return points + 1
 
 
-def worked_solution(terms: list[int]) -> str:
-    """One partial sum per line, then ``Answer: N``."""
-    lines, running = [], terms[0]
-    for term in terms[1:]:
-        lines.append(f"{running}+{term}={running + term}")
-        running += term
-    return "\n".join([*lines, f"Answer: {running}"])
+def worked_solution(terms: list[int], per_line: int = 1) -> str:
+    """Partial sums adding ``per_line`` more numbers a line (0: no working), then ``Answer: N``."""
+    lines, running, rest = [], terms[0], terms[1:]
+    while per_line and rest:
+        added, rest = rest[:per_line], rest[per_line:]
+        total = running + sum(added)
+        lines.append("+".join(map(str, [running, *added])) + f"={total}")
+        running = total
+    return "\n".join([*lines, f"Answer: {sum(terms)}"])
 
 
 @dataclass
