@@ -42,8 +42,10 @@ def predict(
     verifier: Verifier,
     max_new_tokens: int,
     batch_size: int = 32,
+    sample: bool = False,
 ) -> pd.DataFrame:
-    """Greedy completions for ``questions``, checked by ``verifier``; one row per question.
+    """Greedy completions for ``questions`` (``sample``: sampled at temperature 1, as RL samples),
+    checked by ``verifier``; one row per question.
 
     ``length`` counts generated tokens up to, not including, the first EOS. ``eos_probs`` holds
     pi(eos) at each generated position, through the EOS itself (not written to predictions.jsonl).
@@ -60,7 +62,7 @@ def predict(
         out = model.generate(
             **enc,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
+            **({"do_sample": True, "temperature": 1.0} if sample else {"do_sample": False}),
             eos_token_id=stops,
             pad_token_id=tokenizer.pad_token_id,
             logits_processor=LogitsProcessorList([recorder]),

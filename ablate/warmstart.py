@@ -179,21 +179,13 @@ def sample_styles(
 
     This is the RL starting policy as RL sees it: whether longer working is more often right.
     """
-    import torch
+    from ablate.evaluate import predict
 
-    enc = tokenizer(list(questions["prompt"]), return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.no_grad():
-        out = model.generate(
-            **enc.to(model.device), max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        )  # fmt: skip
-    rows = []
-    for ids, answer in zip(out[:, enc["input_ids"].shape[1] :].tolist(), questions["answer"], strict=True):
-        length = next((i for i, t in enumerate(ids) if t == tokenizer.eos_token_id), len(ids))
-        text = tokenizer.decode(ids[:length], skip_special_tokens=True)
-        rows.append({"style": written_style(text), "correct": verifier(text, answer), "length": length})
-    frame = pd.DataFrame(rows)
-    frame["correct"] = 100.0 * frame["correct"]  # percent, as the paper's Acc
+    frame = predict(model, tokenizer, questions, verifier, max_new_tokens, len(questions), sample=True)
+    frame = frame.assign(
+        style=frame["completion"].map(written_style),
+        correct=100.0 * frame["correct"],  # percent, as the paper's Acc
+    )
     by = frame.groupby("style").agg(
         share=("correct", "size"), acc=("correct", "mean"), length=("length", "mean")
     )
