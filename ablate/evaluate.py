@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import torch
-from transformers import LogitsProcessor, LogitsProcessorList
 
 from ablate import metrics
 
@@ -23,18 +21,10 @@ if TYPE_CHECKING:
 PREDICTION_COLUMNS = ("id", "exam_id", "value", "answer", "completion", "correct", "length")
 
 
-class EOSProbability(LogitsProcessor):
-    """Records pi(eos) at every generation step, leaving the scores untouched (no logits are kept)."""
-
-    def __init__(self, eos_token_id: int):
-        self.eos_token_id, self.steps = eos_token_id, []
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        self.steps.append(scores.float().softmax(-1)[:, self.eos_token_id].cpu())
-        return scores
+# Kept in memory for diagnostics (the EOS trajectories), never written to predictions.jsonl.
+IN_MEMORY_COLUMNS = ("prompt_ids", "completion_ids", "eos_probs")
 
 
-@torch.no_grad()
 def predict(
     model: Any,
     tokenizer: Any,
@@ -45,55 +35,49 @@ def predict(
     sample: bool = False,
 ) -> pd.DataFrame:
     """Greedy completions for ``questions`` (``sample``: sampled at temperature 1, as RL samples),
-    checked by ``verifier``; one row per question.
+    checked by ``verifier``; one row per question, in the table's order.
 
-    ``length`` counts generated tokens up to, not including, the first EOS. ``eos_probs`` holds
-    pi(eos) at each generated position, through the EOS itself (not written to predictions.jsonl).
+    ``length`` counts generated tokens up to, not including, the first EOS. ``prompt_ids`` and
+    ``completion_ids`` (through the EOS) are kept for diagnostics and not written to predictions.jsonl.
     """
+    from ablate.generation import generate_ids, stop_token_ids  # torch only where a model runs
+
     model.eval()
-    device = next(model.parameters()).device
     stops = stop_token_ids(model, tokenizer)
-    rows = []
-    for start in range(0, len(questions), batch_size):
-        batch = questions.iloc[start : start + batch_size]
-        prompts = [_prompt_text(p, tokenizer) for p in batch["prompt"]]
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        recorder = EOSProbability(tokenizer.eos_token_id)
-        out = model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            **({"do_sample": True, "temperature": 1.0} if sample else {"do_sample": False}),
-            eos_token_id=stops,
-            pad_token_id=tokenizer.pad_token_id,
-            logits_processor=LogitsProcessorList([recorder]),
+    texts = [_prompt_text(p, tokenizer) for p in questions["prompt"]]
+    prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    # Greedy batches of prompts of one length waste no padding and tend to stop together. Sampling
+    # keeps the table's order, so each question draws the same random numbers as before.
+    order = list(range(len(texts)))
+    if not sample:
+        order.sort(key=lambda i: len(prompt_ids[i]))
+    generated: list[list[int]] = [[] for _ in order]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = generate_ids(
+            model, [prompt_ids[i] for i in chunk], max_new_tokens, stops, tokenizer.pad_token_id, sample
         )
-        generated = out[:, enc["input_ids"].shape[1] :]
-        eos_probs = torch.stack(recorder.steps, dim=1).tolist()
-        for (_, q), ids, probs in zip(batch.iterrows(), generated.tolist(), eos_probs, strict=True):
-            length = next((i for i, t in enumerate(ids) if t in stops), len(ids))
-            completion = tokenizer.decode(ids[:length], skip_special_tokens=True)
-            correct = verifier(completion, q["answer"], prompt=q["prompt"], answer_type=q.get("answer_type"))
-            rows.append(
-                {
-                    "id": q["id"],
-                    "exam_id": q["exam_id"],
-                    "value": float(q["value"]),
-                    "answer": q["answer"],
-                    "completion": completion,
-                    "correct": bool(correct),
-                    "length": length,
-                    "eos_probs": probs[: length + 1],
-                }
-            )
-    return pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, "eos_probs"])
-
-
-def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """The tokens that end a completion: the tokenizer's EOS and the model's generation EOS ids (as TRL)."""
-    stops = [tokenizer.eos_token_id]
-    extra = getattr(model.generation_config, "eos_token_id", None)
-    stops += extra if isinstance(extra, list) else [extra]
-    return list(dict.fromkeys(t for t in stops if t is not None))
+        for i, ids in zip(chunk, batch, strict=True):
+            generated[i] = ids
+    rows = []
+    for (_, q), prompt, ids in zip(questions.iterrows(), prompt_ids, generated, strict=True):
+        length = len(ids) - 1 if ids and ids[-1] in stops else len(ids)
+        completion = tokenizer.decode(ids[:length], skip_special_tokens=True)
+        correct = verifier(completion, q["answer"], prompt=q["prompt"], answer_type=q.get("answer_type"))
+        rows.append(
+            {
+                "id": q["id"],
+                "exam_id": q["exam_id"],
+                "value": float(q["value"]),
+                "answer": q["answer"],
+                "completion": completion,
+                "correct": bool(correct),
+                "length": length,
+                "prompt_ids": prompt,
+                "completion_ids": ids,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, "prompt_ids", "completion_ids"])
 
 
 def _prompt_text(prompt: Any, tokenizer: Any) -> str:
@@ -126,7 +110,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
 def write_predictions(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.drop(columns=["eos_probs"], errors="ignore").to_json(
+    df.drop(columns=list(IN_MEMORY_COLUMNS), errors="ignore").to_json(
         path, orient="records", lines=True, force_ascii=False
     )
     return path

@@ -28,7 +28,8 @@ from ablate.config import check_targets
 from ablate.connect import redact
 from ablate.diagnostics.trainer import with_eos_diagnostics
 from ablate.diagnostics.trajectories import eos_trajectories, plot_eos_trajectories
-from ablate.evaluate import format_metrics, predict, write_predictions
+from ablate.evaluate import IN_MEMORY_COLUMNS, format_metrics, predict, write_predictions
+from ablate.generation import eos_probabilities
 from ablate.models import load_model, peft_config
 from ablate.tracking import StepMetrics, TrackedRun, git_commit, params_of, samples_jsonl
 
@@ -138,9 +139,18 @@ class Evaluator(TrainerCallback):
                 control.should_training_stop = True
 
 
-def eos_figure(cfg: DictConfig, predictions: pd.DataFrame, output_dir: Path) -> list[Path]:
+def eos_figure(
+    cfg: DictConfig, model: Any, tokenizer: Any, predictions: pd.DataFrame, output_dir: Path
+) -> list[Path]:
     """The EOS-probability trajectories (table and figure), with a baseline run's beside them if given."""
-    table = eos_trajectories(predictions, cfg.diagnostics.eos_top_k, run=output_dir.name)
+
+    def score(rows: pd.DataFrame) -> list[list[float]]:
+        return eos_probabilities(
+            model, list(rows["prompt_ids"]), list(rows["completion_ids"]), tokenizer.eos_token_id,
+            tokenizer.pad_token_id, cfg.eval_batch_size,
+        )  # fmt: skip
+
+    table = eos_trajectories(predictions, cfg.diagnostics.eos_top_k, run=output_dir.name, score=score)
     baseline = cfg.diagnostics.baseline_run_id
     if baseline:
         local = mlflow.artifacts.download_artifacts(
@@ -237,9 +247,13 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
         for name in ("predictions.jsonl", "metrics.json", "train_log.csv"):
             tracked.log_artifact(output_dir / name)
         if cfg.diagnostics.eos:
-            for path in eos_figure(cfg, predictions, output_dir):
+            for path in eos_figure(cfg, trainer.model, tokenizer, predictions, output_dir):
                 tracked.log_artifact(path)
-        sample = predictions.drop(columns="eos_probs").head(tracked.cfg.sample_completions).to_dict("records")
+        sample = (
+            predictions.drop(columns=list(IN_MEMORY_COLUMNS), errors="ignore")
+            .head(tracked.cfg.sample_completions)
+            .to_dict("records")
+        )
         tracked.log_text(samples_jsonl(sample), "samples.jsonl")
         tracked.log_text(buckets.to_csv(index=False), "length_by_value.csv")
     print(format_metrics(summary, buckets))

@@ -8,26 +8,33 @@ suppressed on high-value ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are files; no display is needed
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 
 from ablate.metrics import top_bottom
 
 RELATIVE_BINS = 10
 
 
-def eos_trajectories(predictions: pd.DataFrame, k: int = 200, run: str = "this run") -> pd.DataFrame:
-    """Long table ``run, group, id, value, position, relative_position, eos_prob`` for top/bottom ``k``."""
+def eos_trajectories(
+    predictions: pd.DataFrame,
+    k: int = 200,
+    run: str = "this run",
+    score: Callable[[pd.DataFrame], list[list[float]]] | None = None,
+) -> pd.DataFrame:
+    """Long table ``run, group, id, value, position, relative_position, eos_prob`` for top/bottom ``k``.
+
+    pi(eos) per position comes from the ``eos_probs`` column, or from ``score`` applied to the
+    chosen rows only (``ablate.generation.eos_probabilities``: one teacher-forced pass).
+    """
     k = max(1, min(k, len(predictions) // 2))
     top, bottom = top_bottom(predictions, share=k / len(predictions))
     rows = []
     for group, part in ((f"top {len(top)} by value", top), (f"bottom {len(bottom)} by value", bottom)):
+        if score is not None:
+            part = part.assign(eos_probs=score(part))
         for q in part.itertuples():
             n = len(q.eos_probs)
             for position, prob in enumerate(q.eos_probs):
@@ -39,6 +46,12 @@ def eos_trajectories(predictions: pd.DataFrame, k: int = 200, run: str = "this r
 
 def plot_eos_trajectories(table: pd.DataFrame, stem: Path) -> list[Path]:
     """Two panels (absolute, relative position), mean pi(eos) with 95% CIs; PNG and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures are files; no display is needed
+    import matplotlib.pyplot as plt
+    import seaborn as sns  # imported here: a run pays for plotting only when it draws
+
     sns.set_theme(style="whitegrid")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     style = "run" if table["run"].nunique() > 1 else None

@@ -40,6 +40,9 @@ class SweepConfig:
 
     name: str | None = None  # study name in the storage (None: the study file's name)
     workers: int = 1  # trials run at once on this machine, each in its own process
+    # trials one worker process runs one after another before it exits: more than 1 saves the
+    # start-up (imports) of each trial; 1 returns all memory (a GPU's included) between trials
+    trials_per_worker: int = 1
     # Optuna storage: any SQLAlchemy URL (sqlite:///F, postgresql+psycopg://U:P@H/DB) or
     # journal:PATH (Optuna's journal file); None: optuna.db beside a SQLite MLflow store
     storage: str | None = None
@@ -140,6 +143,8 @@ def check(cfg: DictConfig, path: Path) -> None:
             raise ValueError(f"{path}: {key}._target_={node._target_!r} cannot be imported: {err}") from None
     if cfg.sweep.workers < 1:
         raise ValueError(f"sweep.workers={cfg.sweep.workers}: needs at least 1")
+    if cfg.sweep.trials_per_worker < 1:
+        raise ValueError(f"sweep.trials_per_worker={cfg.sweep.trials_per_worker}: needs at least 1")
 
 
 def grid_cells(cfg: DictConfig) -> list[dict[str, Any]]:

@@ -163,18 +163,28 @@ def open_study(spec: dict[str, Any], study_cfg: DictConfig) -> optuna.Study:
     )
 
 
+def work_left(study: optuna.Study, study_cfg: DictConfig) -> bool:
+    """A queued grid cell, or a search trial not yet asked for."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return True
+    return not study_cfg.grid and sum(t.state in (*DONE, *LIVE) for t in trials) < study_cfg.n_trials
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec = json.loads(sys.stdin.read())
     study_cfg = OmegaConf.merge(OmegaConf.structured(StudyConfig), spec["study"])
     study = open_study(spec, study_cfg)
-    if study_cfg.grid and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        print("no queued cell left; nothing to do")
-        return
-    study.optimize(Objective(spec, study_cfg), n_trials=1, catch=(Exception,))
-    last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker_id()]
-    if last:
-        print(f"trial {last[-1].number}: {last[-1].state.name}")
+    objective = Objective(spec, study_cfg)
+    for _ in range(study_cfg.sweep.trials_per_worker):
+        if not retrying(lambda: work_left(study, study_cfg)):
+            print("no trial left to run; nothing to do")
+            return
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+        last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker_id()]
+        if last:
+            print(f"trial {last[-1].number}: {last[-1].state.name}", flush=True)
 
 
 if __name__ == "__main__":

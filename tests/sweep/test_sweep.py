@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -188,6 +189,27 @@ def test_sigkilled_worker_is_detected_and_its_cell_retried_in_the_same_sweep(tmp
     assert proc.wait(timeout=900) == 0, output(proc)
     assert f"exited with code {-signal.SIGKILL}" in output(proc)
     check_killed_and_retried(tmp_path, storage, victim.number)
+
+
+def test_several_trials_per_worker_give_the_same_runs_as_one_process_each(tmp_path):
+    study_file = write_study(tmp_path)
+    metrics = {}
+    for per_worker in (1, 4):
+        root = tmp_path / f"per{per_worker}"
+        root.mkdir()
+        proc = sweep(root, study_file, "sweep.workers=1", f"sweep.trials_per_worker={per_worker}")
+        assert proc.returncode == 0, output(proc)
+        study = load(f"sqlite:///{root}/optuna.db")
+        assert complete_cells(study) == Counter({cell: 1 for cell in cells_of(GRID)})
+        workers = {t.user_attrs["worker"] for t in study.trials}
+        assert len(workers) == (len(study.trials) if per_worker == 1 else 1)
+        for t in study.trials:
+            log = pd.read_csv(root / t.user_attrs["output_dir"] / "train_log.csv")
+            timing = [c for c in log.columns if "time" in c or "per_second" in c]
+            steps = log.drop(columns=timing).to_dict("list")  # sampled completions, rewards, losses
+            metrics[per_worker, json.dumps(t.params, sort_keys=True)] = (t.user_attrs["metrics"], steps)
+    # A trial's numbers do not depend on what its process ran before.
+    assert all(metrics[1, cell] == metrics[4, cell] for cell in cells_of(GRID))
 
 
 def test_changed_settings_do_not_mix_into_an_existing_study(tmp_path):

@@ -1,0 +1,364 @@
+"""Where one reproduction-scale run's time goes, and how far its steps are from the compute bound.
+
+Runs ``ablate train`` with the reproduction's settings (``experiment=repro_cpu``, RLOO, an
+evaluation every 10 steps and at the end) as a sweep worker would: its own process, one
+thread. With ``--baseline REF`` the same run of the code at git ``REF`` (a temporary worktree)
+goes side by side: each repeat starts both at once, one per core, as a 2-worker sweep does.
+Prints medians over repeats of the time split:
+
+- start: process start to the first training step (imports, config, MLflow, data, model);
+- steps: TRL's training steps, split into generation and training (scoring, loss, backward, update);
+- evaluation: the greedy evaluations (periodic and final);
+- end: the last step and final evaluation to process exit (artifacts, figure, MLflow);
+- between: the rest (callbacks and logging between steps);
+
+and the steps' compute bound: the FLOPs of the shapes each step ran (counted by
+``torch.utils.flop_counter`` on the policy, replayed shape by shape) over this machine's
+single-thread matmul rate.
+
+    python bench/run_cost.py --baseline 1d46711 --repeats 3
+    python bench/run_cost.py --repeats 1 steps=20          # any ablate train override
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.abc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = ["experiment=repro_cpu", "algo=rloo", "reward=correctness", "seed=0", "eval_every=10"]
+
+
+# --- the child: one run with timing hooks ------------------------------------------------------
+
+
+class Timings:
+    """Phase durations and the shapes each step ran, filled by the hooks below."""
+
+    def __init__(self, t0: float):
+        self.t0, self.marks = t0, {}
+        self.steps, self.generation, self.evals = [], [], []
+        self.gen_shapes, self.fwd_shapes = [], []
+
+    def wrap(self, cls: type, name: str, record) -> None:
+        original = getattr(cls, name)
+
+        def timed(*args, **kwargs):
+            start = time.time()
+            out = original(*args, **kwargs)
+            record(start, time.time(), args, kwargs, out)
+            return out
+
+        setattr(cls, name, timed)
+
+
+def install_hooks(t: Timings) -> None:
+    """Time the trainer's steps and generation and ablate's evaluations, whichever code version runs."""
+
+    def on_step(start, end, args, kwargs, out):
+        t.marks.setdefault("first_step", start)
+        t.marks["last_step"] = end
+        t.steps.append(end - start)
+
+    def on_generate(start, end, args, kwargs, out):
+        prompts = args[1]
+        t.generation.append(end - start)
+        t.gen_shapes.append((len(prompts), max(map(len, prompts)), max(map(len, out))))
+
+    def on_forward(start, end, args, kwargs, out):
+        import torch
+
+        input_ids, keep = args[2], args[4]
+        t.fwd_shapes.append((*input_ids.shape, keep, torch.is_grad_enabled()))
+
+    def on_eval(start, end, args, kwargs, out):
+        t.evals.append(end - start)
+        t.marks["last_eval_end"] = end
+
+    hooks = {
+        "trl.trainer.rloo_trainer": [
+            ("RLOOTrainer", "training_step", on_step),
+            ("RLOOTrainer", "_generate_single_turn", on_generate),
+            ("RLOOTrainer", "_get_per_token_logps_and_entropies", on_forward),
+        ],
+        "ablate.train": [("Evaluator", "evaluate", on_eval)],
+    }
+
+    class AfterImport(importlib.abc.MetaPathFinder):
+        # Patch a module right after it loads, so the hooks change no import order or cost.
+        def find_spec(self, name, path, target=None):
+            if name not in hooks:
+                return None
+            sys.meta_path.remove(self)
+            try:
+                spec = importlib.util.find_spec(name)
+            finally:
+                sys.meta_path.insert(0, self)
+            loader = spec.loader
+            exec_module = loader.exec_module
+
+            def exec_and_patch(module):
+                exec_module(module)
+                for cls, method, record in hooks[name]:
+                    t.wrap(getattr(module, cls), method, record)
+
+            loader.exec_module = exec_and_patch
+            return spec
+
+    sys.meta_path.insert(0, AfterImport())
+
+
+def child(out: Path, t0: float, overrides: list[str]) -> None:
+    import importlib.util  # noqa: F401 (used by the finder)
+
+    t = Timings(t0)
+    install_hooks(t)
+    import atexit
+
+    def dump() -> None:
+        data = {k: getattr(t, k) for k in ("t0", "marks", "steps", "generation", "evals", "gen_shapes")}
+        out.write_text(json.dumps({**data, "fwd_shapes": t.fwd_shapes}))
+
+    atexit.register(dump)
+    from ablate.cli import main
+
+    main(["train", *overrides])
+
+
+# --- the parent: runs side by side, FLOPs, table ----------------------------------------------
+
+
+def start_run(tree: Path, root: Path, overrides: list[str]) -> tuple[subprocess.Popen, float, Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tree)}
+    env.setdefault("ABLATE_CACHE", str(REPO / ".cache" / "ablate"))
+    args = [*RUN, *overrides, f"output_dir={root}/run", f"tracking.uri=sqlite:///{root}/mlflow.db"]
+    t0 = time.time()
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        str(root / "timing.json"),
+        str(t0),
+        *args,
+    ]
+    with open(root / "log.txt", "w") as log:  # the child keeps its own handle
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return proc, t0, root
+
+
+def split(root: Path, exit_time: float) -> dict[str, float]:
+    t = json.loads((root / "timing.json").read_text())
+    marks = t["marks"]
+    total = exit_time - t["t0"]
+    final_eval = t["evals"][-1]
+    phases = {
+        "total": total,
+        "start": marks["first_step"] - t["t0"],
+        "steps": sum(t["steps"]),
+        "generation": sum(t["generation"]),
+        "evaluation": sum(t["evals"]),
+        "end": exit_time - marks["last_step"] - final_eval,
+    }
+    phases["training"] = phases["steps"] - phases["generation"]
+    phases["between"] = total - phases["start"] - phases["steps"] - phases["evaluation"] - phases["end"]
+    phases["n_steps"], phases["n_evals"] = len(t["steps"]), len(t["evals"])
+    return phases
+
+
+class FlopCount:
+    """FLOPs of the policy's forward (and backward) at given shapes, counted once per shape."""
+
+    def __init__(self, checkpoint: str):
+        import torch
+        from torch.utils.flop_counter import (
+            FlopCounterMode,
+            register_flop_formula,
+            sdpa_backward_flop,
+            sdpa_flop,
+        )
+
+        from ablate.models import PretrainedModelConfig, load_model
+
+        aten = torch.ops.aten
+        # The CPU kernels of scaled-dot-product attention have no formula in torch's table; they
+        # do the same arithmetic as the CUDA flash kernels that have one.
+        for op, formula in ((aten._scaled_dot_product_flash_attention_for_cpu, sdpa_flop),
+                            (aten._scaled_dot_product_flash_attention_for_cpu_backward, sdpa_backward_flop)):  # fmt: skip
+            with contextlib.suppress(RuntimeError):  # a newer torch has it
+                register_flop_formula(op, get_raw=True)(formula)
+        self.torch, self.mode = torch, FlopCounterMode
+        from trl.trainer.utils import add_fused_lm_head
+
+        self.model, _ = load_model(PretrainedModelConfig(name_or_path=checkpoint, dtype="float32"))
+        add_fused_lm_head(self.model, temperature=1.0, outputs=("log_probs", "entropy"))  # as RLOOTrainer
+        self.cache: dict[tuple, int] = {}
+
+    def count(self, fn) -> int:
+        with self.mode(display=False) as counter:
+            fn()
+        return counter.get_total_flops()
+
+    def ids(self, batch: int, length: int):
+        return self.torch.randint(3, 60, (batch, length))
+
+    def forward(self, batch: int, length: int, keep: int, backward: bool) -> int:
+        key = ("fwd", batch, length, keep, backward)
+        if key not in self.cache:
+            ids = self.ids(batch, length)
+
+            def run():
+                with self.torch.set_grad_enabled(backward):
+                    out = self.model(input_ids=ids, labels=ids, fused_lm_head=True)
+                    logps = out.log_probs[:, -keep:]
+                    if backward:
+                        logps.sum().backward()
+
+            self.cache[key] = self.count(run)
+        return self.cache[key]
+
+    def decode(self, batch: int, cached: int) -> int:
+        """One generated token of ``batch`` rows with ``cached`` positions in the KV cache."""
+        from transformers import DynamicCache
+
+        key = ("dec", batch, cached)
+        if key not in self.cache:
+            with self.torch.no_grad():
+                cache = DynamicCache(config=self.model.config)
+                self.model(input_ids=self.ids(batch, cached), past_key_values=cache, use_cache=True)
+                step = self.ids(batch, 1)
+                self.cache[key] = self.count(lambda: self.model(input_ids=step, past_key_values=cache))
+        return self.cache[key]
+
+    def generation(self, batch: int, prompt: int, new: int) -> int:
+        prefill = self.forward(batch, prompt, 1, backward=False)
+        # A decode step's FLOPs are affine in the cache length (attention grows, the rest does not).
+        first, slope = self.decode(batch, prompt), self.decode(batch, prompt + 1) - self.decode(batch, prompt)
+        steps = new - 1
+        return prefill + steps * first + slope * steps * (steps - 1) // 2
+
+
+def flops(root: Path, counter: FlopCount) -> dict[str, float]:
+    t = json.loads((root / "timing.json").read_text())
+    gen = sum(counter.generation(b, p, n) for b, p, n in t["gen_shapes"])
+    train = sum(counter.forward(b, s, k, backward=g) for b, s, k, g in t["fwd_shapes"])
+    return {"generation": gen, "training": train}
+
+
+def matmul_rate(size: int = 1024, repeats: int = 7) -> float:
+    """FLOP/s of a plain float32 matmul on one thread (the median of ``repeats``)."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
+
+
+def report(name: str, splits: list[dict]) -> None:
+    """Medians over runs of each phase, and of the steps' bound and ratio."""
+    med = {k: statistics.median(s[k] for s in splits) for k in splits[0]}
+    total, steps, evals = med["total"], med["n_steps"], med["n_evals"]
+    print(
+        f"\n{name}: {len(splits)} run(s), median wall time {total:.1f} s ({steps:.0f} steps, {evals:.0f} evaluations)"
+    )
+    for key in ("start", "steps", "generation", "training", "evaluation", "end", "between"):
+        indent = "    " if key in ("generation", "training") else "  "
+        print(f"{indent}{key:12s} {med[key]:7.1f} s  {100 * med[key] / total:5.1f}%")
+    print(f"  fixed cost (start + end) {med['start'] + med['end']:.1f} s; a step {med['steps'] / steps:.3f} s; "
+          f"an evaluation {med['evaluation'] / evals:.2f} s")  # fmt: skip
+    print(f"  FLOPs per step: generation {med['gen_flops'] / steps / 1e9:.2f} G, "
+          f"training {med['train_flops'] / steps / 1e9:.2f} G")  # fmt: skip
+    for key in ("generation", "training", "steps"):
+        bound = med[f"{key}_bound"]
+        print(
+            f"  {key:10s} compute bound {bound:6.1f} s, measured {med[key]:6.1f} s: {med[key + '_ratio']:.2f}x"
+        )
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", default=None, help="a git ref run side by side with the working tree")
+    parser.add_argument("overrides", nargs="*", help="ablate train overrides for both")
+    args = parser.parse_args()
+    rate = matmul_rate()
+    print(f"matmul rate, 1 thread: {rate / 1e9:.1f} GFLOP/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"this tree": REPO}
+        if args.baseline:
+            base = Path(tmp) / "baseline"
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base), args.baseline],
+                           check=True, capture_output=True)  # fmt: skip
+            trees = {f"baseline {args.baseline}": base, **trees}
+        results: dict[str, list[tuple[Path, float]]] = {name: [] for name in trees}
+        try:
+            for i in range(args.repeats):
+                procs = [(name, *start_run(tree, Path(tmp) / f"{i}-{j}", args.overrides))
+                         for j, (name, tree) in enumerate(trees.items())]  # fmt: skip
+                ended = wait_all(procs)
+                for name, _, _, root in procs:
+                    results[name].append((root, ended[name]))
+                    print(f"repeat {i} {name}: {split(root, ended[name])['total']:.1f} s", flush=True)
+            counter = FlopCount(checkpoint(results[next(iter(results))][0][0]))
+            for name, runs in results.items():
+                splits = []
+                for root, end in runs:
+                    phases = split(root, end)
+                    counted = flops(root, counter)
+                    phases["gen_flops"], phases["train_flops"] = counted["generation"], counted["training"]
+                    phases["generation_bound"] = counted["generation"] / rate
+                    phases["training_bound"] = counted["training"] / rate
+                    phases["steps_bound"] = phases["generation_bound"] + phases["training_bound"]
+                    for key in ("generation", "training", "steps"):
+                        phases[f"{key}_ratio"] = phases[key] / phases[f"{key}_bound"]
+                    splits.append(phases)
+                report(name, splits)
+        finally:
+            if args.baseline:
+                subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False
+                )
+
+
+def checkpoint(root: Path) -> str:
+    """The policy checkpoint the run trained, from its resolved config."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    model = instantiate(OmegaConf.load(root / "run" / "config.yaml").model, _convert_="all")
+    return str(model.checkpoint())
+
+
+def wait_all(procs: list) -> dict[str, float]:
+    """Wait for every run; each one's exit time as it happens (for the end phase)."""
+    ended: dict[str, float] = {}
+    while len(ended) < len(procs):
+        for name, proc, _, root in procs:
+            if name not in ended and proc.poll() is not None:
+                ended[name] = time.time()
+                if proc.returncode:
+                    sys.exit(f"{name}: run failed, see\n{(root / 'log.txt').read_text()[-3000:]}")
+        time.sleep(0.02)
+    return ended
+
+
+if __name__ == "__main__":
+    main()
