@@ -138,7 +138,11 @@ def child(out: Path, t0: float, overrides: list[str]) -> None:
 
 
 def start_run(tree: Path, root: Path, overrides: list[str]) -> tuple[subprocess.Popen, float, Path]:
+    from mlflow import MlflowClient
+
     root.mkdir(parents=True, exist_ok=True)
+    # The store exists before the run starts, as it does for a sweep's trials (its creation is once).
+    MlflowClient(f"sqlite:///{root}/mlflow.db").search_experiments()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tree)}
     env.setdefault("ABLATE_CACHE", str(REPO / ".cache" / "ablate"))
     args = [*RUN, *overrides, f"output_dir={root}/run", f"tracking.uri=sqlite:///{root}/mlflow.db"]
@@ -192,8 +196,11 @@ class FlopCount:
         aten = torch.ops.aten
         # The CPU kernels of scaled-dot-product attention have no formula in torch's table; they
         # do the same arithmetic as the CUDA flash kernels that have one.
-        for op, formula in ((aten._scaled_dot_product_flash_attention_for_cpu, sdpa_flop),
-                            (aten._scaled_dot_product_flash_attention_for_cpu_backward, sdpa_backward_flop)):  # fmt: skip
+        cpu_kernels = (
+            (aten._scaled_dot_product_flash_attention_for_cpu, sdpa_flop),
+            (aten._scaled_dot_product_flash_attention_for_cpu_backward, sdpa_backward_flop),
+        )
+        for op, formula in cpu_kernels:
             with contextlib.suppress(RuntimeError):  # a newer torch has it
                 register_flop_formula(op, get_raw=True)(formula)
         self.torch, self.mode = torch, FlopCounterMode
@@ -273,21 +280,19 @@ def report(name: str, splits: list[dict]) -> None:
     """Medians over runs of each phase, and of the steps' bound and ratio."""
     med = {k: statistics.median(s[k] for s in splits) for k in splits[0]}
     total, steps, evals = med["total"], med["n_steps"], med["n_evals"]
-    print(
-        f"\n{name}: {len(splits)} run(s), median wall time {total:.1f} s ({steps:.0f} steps, {evals:.0f} evaluations)"
-    )
+    print(f"\n{name}: {len(splits)} run(s), median wall time {total:.1f} s", end=" ")
+    print(f"({steps:.0f} steps, {evals:.0f} evaluations)")
     for key in ("start", "steps", "generation", "training", "evaluation", "end", "between"):
         indent = "    " if key in ("generation", "training") else "  "
         print(f"{indent}{key:12s} {med[key]:7.1f} s  {100 * med[key] / total:5.1f}%")
-    print(f"  fixed cost (start + end) {med['start'] + med['end']:.1f} s; a step {med['steps'] / steps:.3f} s; "
-          f"an evaluation {med['evaluation'] / evals:.2f} s")  # fmt: skip
+    fixed, step, evaluation = med["start"] + med["end"], med["steps"] / steps, med["evaluation"] / evals
+    print(f"  fixed cost (start + end) {fixed:.1f} s; a step {step:.3f} s; an evaluation {evaluation:.2f} s")
     print(f"  FLOPs per step: generation {med['gen_flops'] / steps / 1e9:.2f} G, "
           f"training {med['train_flops'] / steps / 1e9:.2f} G")  # fmt: skip
     for key in ("generation", "training", "steps"):
         bound = med[f"{key}_bound"]
-        print(
-            f"  {key:10s} compute bound {bound:6.1f} s, measured {med[key]:6.1f} s: {med[key + '_ratio']:.2f}x"
-        )
+        ratio = med[key + "_ratio"]
+        print(f"  {key:10s} compute bound {bound:6.1f} s, measured {med[key]:6.1f} s: {ratio:.2f}x")
 
 
 def main() -> None:

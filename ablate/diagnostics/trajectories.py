@@ -45,29 +45,44 @@ def eos_trajectories(
 
 
 def plot_eos_trajectories(table: pd.DataFrame, stem: Path) -> list[Path]:
-    """Two panels (absolute, relative position), mean pi(eos) with 95% CIs; PNG and SVG."""
+    """Two panels (absolute, relative position), mean pi(eos) with 95% normal intervals; PNG and SVG.
+
+    Plain matplotlib: every run draws this figure, and seaborn's import and bootstrap cost
+    seconds a run.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # figures are files; no display is needed
     import matplotlib.pyplot as plt
-    import seaborn as sns  # imported here: a run pays for plotting only when it draws
 
-    sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    style = "run" if table["run"].nunique() > 1 else None
-    for ax, x, label in (
-        (axes[0], "position", "generation position (tokens)"),
-        (axes[1], "relative_position", "position relative to answer length (0 = start, 0.9 = last tenth)"),
-    ):
-        sns.lineplot(data=table, x=x, y="eos_prob", hue="group", style=style, errorbar=("ci", 95), ax=ax)
-        ax.set(xlabel=label, ylabel="EOS probability (mean, 95% CI)")
-    axes[0].get_legend().remove()  # one legend, outside the data
-    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1.0))
-    axes[0].set_title("EOS probability by position, highest- vs lowest-valued prompts")
-    axes[1].set_title("Same, by relative position")
-    fig.tight_layout()
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    for path in paths:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+    stats = table.groupby(["run", "group"], sort=False)
+    colours = dict(
+        zip(table["group"].unique(), ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False)
+    )
+    dashes = dict(zip(table["run"].unique(), ("-", "--", ":", "-."), strict=False))
+    with plt.style.context("seaborn-v0_8-whitegrid"):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+        for ax, x, label in (
+            (axes[0], "position", "generation position (tokens)"),
+            (
+                axes[1],
+                "relative_position",
+                "position relative to answer length (0 = start, 0.9 = last tenth)",
+            ),
+        ):
+            for (run, group), part in stats:
+                by = part.groupby(x)["eos_prob"].agg(["mean", "sem"]).fillna({"sem": 0.0})
+                name = group if len(dashes) == 1 else f"{group}, {run}"
+                ax.plot(by.index, by["mean"], dashes[run], color=colours[group], label=name)
+                ax.fill_between(by.index, by["mean"] - 1.96 * by["sem"], by["mean"] + 1.96 * by["sem"],
+                                color=colours[group], alpha=0.2, linewidth=0)  # fmt: skip
+            ax.set(xlabel=label, ylabel="EOS probability (mean, 95% CI)")
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))  # one legend, outside the data
+        axes[0].set_title("EOS probability by position, highest- vs lowest-valued prompts")
+        axes[1].set_title("Same, by relative position")
+        fig.tight_layout()
+        paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+        for path in paths:
+            fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return paths
