@@ -107,6 +107,9 @@ def report(argv: list[str]) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: reports/<study>)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="paired-bootstrap resamples")
     parser.add_argument("--no-log", action="store_true", help="do not log it on the study's MLflow run")
+    parser.add_argument(
+        "--effect", type=float, default=2.0, help="effect size the power table gives seeds for"
+    )
     options, rest = parser.parse_known_args(argv)
     from ablate.sweep.study import load_study
 
@@ -119,13 +122,27 @@ def report(argv: list[str]) -> None:
         from ablate.sweep.trial import compose_trial
 
         tracking = instantiate(compose_trial(list(cfg.overrides)).tracking)
-        rep = Report.load(cfg.sweep.name, tracking.uri, tracking.experiment, options.out, options.bootstrap)
+        rep = Report.load(
+            cfg.sweep.name, tracking.uri, tracking.experiment, options.out, options.bootstrap, options.effect
+        )
         paths = rep.write(log=not options.no_log)
     except (ValueError, FileNotFoundError, ConnectionError) as err:
         sys.exit(f"ablate report: {err}")
     others = (rep.frame["status"] != "FINISHED").sum()
     print(f"study {cfg.sweep.name}: {len(rep.finished)} finished trial runs ({others} failed or pruned)")
     print(rep.markdown())
+    from ablate.report.power import describe
+
+    if not rep.power.empty:
+        print("\npower (each variant vs correctness, two-sided t over seeds, alpha 0.05):")
+        for row in rep.power.to_dict("records"):
+            cell = " ".join(str(row[k]) for k in rep.keys)
+            print(f"  {cell}: {describe(row, options.effect)}")
+    if not rep.paired.empty:
+        from ablate.report.paired import to_markdown
+
+        print("\nquestion by question, change from the starting policy against value (paired.md):")
+        print(to_markdown(rep.paired))
     print(f"\nwritten to {rep.out_dir}: " + ", ".join(p.name for p in paths))
 
 

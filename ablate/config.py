@@ -31,6 +31,12 @@ class DiagnosticsConfig:
     eos: bool = True  # EOS-logit gradient and EOS probability by value bucket, every step (eos/*)
     eos_top_k: int = 200  # prompts per group in the EOS-probability trajectories at evaluation
     baseline_run_id: str | None = None  # an earlier run (same tracking store) drawn beside this one
+    start: bool = (
+        False  # also evaluate the policy before training (eval/* at step 0, predictions_start.jsonl)
+    )
+    stops: bool = (
+        False  # pi(stop) after each answer line of the data's stop_text, at start and end (stops.csv)
+    )
 
 
 @dataclass

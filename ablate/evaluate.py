@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 PREDICTION_COLUMNS = ("id", "exam_id", "value", "answer", "completion", "correct", "length")
 
 
+PREDICTIONS_START = "predictions_start.jsonl"  # the policy before training (diagnostics.start)
 # Kept in memory for diagnostics (the EOS trajectories), never written to predictions.jsonl.
 IN_MEMORY_COLUMNS = ("prompt_ids", "completion_ids", "eos_probs")
 
@@ -44,7 +45,7 @@ def predict(
 
     model.eval()
     stops = stop_token_ids(model, tokenizer)
-    texts = [_prompt_text(p, tokenizer) for p in questions["prompt"]]
+    texts = [prompt_text(p, tokenizer) for p in questions["prompt"]]
     prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     # Greedy batches of prompts of one length waste no padding and tend to stop together. Sampling
     # keeps the table's order, so each question draws the same random numbers as before.
@@ -80,7 +81,7 @@ def predict(
     return pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, "prompt_ids", "completion_ids"])
 
 
-def _prompt_text(prompt: Any, tokenizer: Any) -> str:
+def prompt_text(prompt: Any, tokenizer: Any) -> str:
     # Conversational prompts (lists of messages) go through the model's chat template.
     if isinstance(prompt, str):
         return prompt

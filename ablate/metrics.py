@@ -9,8 +9,10 @@ total), ``correct`` (bool) and ``length`` (generated tokens).
 - value density: H-Acc (percent) / mean length, e.g. 57.0 / 84.8 = 0.67.
 - Acc on the top-20% and bottom-20% of questions by value.
 
-Top/bottom 20% are ``round(0.2 * n)`` questions (at least 1) after a stable sort by value,
-so ties are broken by table order and both groups always have the same size.
+Top/bottom 20% are exactly ``round(0.2 * n)`` questions (at least 1) by value. Ties in value
+(common: many questions are worth the minimum points) are broken by a stable hash of the
+question ``id``, so the sets do not depend on the order of the file; a table without ids keeps
+its row order.
 
 >>> import pandas as pd
 >>> df = pd.DataFrame({"value": [0.1, 0.2, 0.3, 0.4], "correct": [1, 0, 1, 1], "length": [10, 20, 30, 40]})
@@ -19,6 +21,8 @@ so ties are broken by table order and both groups always have the same size.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -68,11 +72,28 @@ def h_acc(value: np.ndarray, correct: np.ndarray) -> float:
     return float("nan") if total == 0 else 100.0 * float(np.sum(value[correct])) / total
 
 
+def value_order(df: pd.DataFrame) -> np.ndarray:
+    """Row positions from the lowest to the highest value, ties ordered by a hash of the question id."""
+    values = df["value"].to_numpy(dtype=float)
+    if "id" not in df:
+        return np.argsort(values, kind="stable")
+    ties = np.array([hashlib.sha256(str(i).encode()).hexdigest() for i in df["id"]])
+    return np.lexsort((ties, values))
+
+
 def top_bottom(df: pd.DataFrame, share: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``share`` highest- and lowest-valued questions (equal sizes, stable tie order)."""
+    """The ``share`` highest- and lowest-valued questions: equal, exact sizes (see the module docstring)."""
     k = max(1, round(share * len(df)))
-    ordered = df.sort_values("value", kind="mergesort")
+    ordered = df.iloc[value_order(df)]
     return ordered.iloc[len(df) - k :], ordered.iloc[:k]
+
+
+def value_buckets(df: pd.DataFrame, share: float = 0.2) -> pd.Series:
+    """0 for the bottom ``share`` by value, 2 for the top, 1 otherwise: exact sets, indexed like ``df``."""
+    top, bottom = top_bottom(df, share)
+    out = pd.Series(1, index=df.index)
+    out[bottom.index], out[top.index] = 0, 2
+    return out
 
 
 def summary(df: pd.DataFrame) -> dict[str, float]:
@@ -99,8 +120,9 @@ def summary(df: pd.DataFrame) -> dict[str, float]:
 def length_by_value_bucket(df: pd.DataFrame, buckets: int = 5) -> pd.DataFrame:
     """Mean length, Acc and value per value bucket (equal-count buckets by value rank, low to high)."""
     df = check_predictions(df)
-    ranks = df["value"].rank(method="first").to_numpy() - 1
-    df["bucket"] = (ranks * buckets // len(df)).astype(int)
+    ranks = np.empty(len(df), dtype=int)
+    ranks[value_order(df)] = np.arange(len(df))
+    df["bucket"] = ranks * buckets // len(df)
     grouped = df.groupby("bucket")
     table = pd.DataFrame(
         {

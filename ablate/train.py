@@ -24,11 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
 from ablate import metrics
+from ablate.algos import VALUE_SCALE_TAG, removes_question_scale
 from ablate.config import check_targets
 from ablate.connect import redact
-from ablate.diagnostics.trainer import with_eos_diagnostics
+from ablate.diagnostics.stopping import STOPS_FILE, stop_probabilities
+from ablate.diagnostics.trainer import value_buckets, with_eos_diagnostics
 from ablate.diagnostics.trajectories import eos_trajectories, plot_eos_trajectories
-from ablate.evaluate import IN_MEMORY_COLUMNS, format_metrics, predict, write_predictions
+from ablate.evaluate import IN_MEMORY_COLUMNS, PREDICTIONS_START, format_metrics, predict, write_predictions
 from ablate.generation import eos_probabilities
 from ablate.models import load_model, peft_config
 from ablate.tracking import StepMetrics, TrackedRun, git_commit, params_of, samples_jsonl
@@ -109,6 +111,34 @@ class Evaluator(TrainerCallback):
         self.cfg, self.tokenizer, self.verifier, self.run = cfg, tokenizer, verifier, run
         self.questions, self.on_eval = questions, on_eval
         self.stopped: Exception | None = None  # what on_eval raised, re-raised once training has stopped
+        self.start_stops: pd.DataFrame | None = None  # pi(stop) per answer line before training
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        """The starting policy, measured as the trained one will be (``diagnostics.start``, ``stops``)."""
+        if self.cfg.diagnostics.start and state.global_step == 0:
+            predictions, _, _ = self.evaluate(model, 0)
+            write_predictions(predictions, Path(self.cfg.output_dir) / PREDICTIONS_START)
+            self.run.log_artifact(Path(self.cfg.output_dir) / PREDICTIONS_START)
+        if self.cfg.diagnostics.stops:
+            self.start_stops = self.stops(model)
+
+    def stops(self, model: Any) -> pd.DataFrame:
+        was_training = model.training
+        model.eval()
+        table = stop_probabilities(model, self.tokenizer, self.questions, self.cfg.eval_batch_size)
+        model.train(was_training)
+        return table
+
+    def write_stops(self, model: Any) -> Path:
+        """``stops.csv``: each test question's pi(stop) per answer line before and after training."""
+        keys = [c for c in ("id", "value", "shown_value", "difficulty") if c in self.questions]
+        end = self.stops(model)
+        table = self.questions[keys].merge(
+            self.start_stops.merge(end, on=["id", "line"], suffixes=("_start", "_end"))
+        )
+        path = Path(self.cfg.output_dir) / STOPS_FILE
+        table.to_csv(path, index=False)
+        return path
 
     def evaluate(self, model: Any, step: int) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
         """Predictions, their summary metrics and length by value bucket, logged at ``step``."""
@@ -168,6 +198,19 @@ def eos_figure(
     ]
 
 
+def warn_if_scale_removed(reward: Any, trainer: Any, tracked: TrackedRun) -> None:
+    """A per-question reward scale under a per-group std normalisation compares correctness with itself."""
+    if not (reward.per_question and removes_question_scale(trainer)):
+        return
+    message = (
+        f"reward={reward.__name__} under {type(trainer).__name__} with scale_rewards=group: each group's "
+        "rewards are divided by their own std, which removes the per-question scale exactly, so this run "
+        "trains as correctness does (use algo=rloo or reinforce_pp, or algo.args.scale_rewards=batch)"
+    )
+    log.warning(message)
+    tracked.set_tags({VALUE_SCALE_TAG: "removed by scale_rewards=group"})
+
+
 def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     """Train, evaluate, write and log everything; return the final eval metrics."""
     hooks = hooks or RunHooks()
@@ -209,12 +252,10 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
         trainer_cls, options = make_trainer.func, dict(make_trainer.keywords)
         if cfg.diagnostics.eos:
             trainer_cls = with_eos_diagnostics(trainer_cls)
-            options["value_quantiles"] = tuple(float(q) for q in train["value"].quantile([0.2, 0.8]))
+            options["value_buckets"] = value_buckets(train)
+            buckets = pd.Series(options["value_buckets"])
             tracked.set_tags(
-                {
-                    "eos_value_q20": options["value_quantiles"][0],
-                    "eos_value_q80": options["value_quantiles"][1],
-                }
+                {"eos_buckets": f"{(buckets == 0).sum()} / {(buckets == 1).sum()} / {(buckets == 2).sum()}"}
             )
         trainer = trainer_cls(
             model=model,
@@ -225,6 +266,7 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
             peft_config=peft_config(model_cfg),
             **options,
         )
+        warn_if_scale_removed(reward, trainer, tracked)
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
         evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval)
         step_metrics = StepMetrics(tracked, tracked.cfg.flush_every_s)
@@ -249,6 +291,8 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
         if cfg.diagnostics.eos:
             for path in eos_figure(cfg, trainer.model, tokenizer, predictions, output_dir):
                 tracked.log_artifact(path)
+        if cfg.diagnostics.stops:
+            tracked.log_artifact(evaluator.write_stops(trainer.model))
         sample = (
             predictions.drop(columns=list(IN_MEMORY_COLUMNS), errors="ignore")
             .head(tracked.cfg.sample_completions)

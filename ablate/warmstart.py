@@ -32,13 +32,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ablate.data.synthetic import STYLES as PER_LINE
 from ablate.data.synthetic import SyntheticExams, worked_solution
 from ablate.models import TinyModelConfig
 
 log = logging.getLogger(__name__)
 
-PER_LINE = {"full": 1, "pairs": 2, "direct": 0}  # numbers added per line of working
-STYLES = tuple(PER_LINE)
+STYLES = tuple(PER_LINE)  # the synthetic exams' styles; a loader's own are ``data.styles``
+# Warm starts shipped with the repository (tests/test_warmstart.py retrains them to the same weights).
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
+written_style = SyntheticExams.written_style
 
 
 def solution(terms: list[int], style: str) -> str:
@@ -53,7 +56,8 @@ class WarmStartConfig:
     """A from-scratch policy after supervised fine-tuning on worked solutions (conf/model/tiny_warm.yaml)."""
 
     base: TinyModelConfig = field(default_factory=TinyModelConfig)  # the from-scratch architecture
-    data: SyntheticExams = field(default_factory=lambda: SyntheticExams(seed=1000))  # SFT exams (own seed)
+    # SFT exams (own seed): a loader with warm-start solution styles (synthetic, checks)
+    data: Any = field(default_factory=lambda: SyntheticExams(seed=1000))
     styles: dict[str, float] = field(
         default_factory=lambda: {"full": 0.4, "pairs": 0.3, "direct": 0.3}
     )  # share of each solution style in the SFT data
@@ -80,24 +84,19 @@ class WarmStartConfig:
 
 def sft_dataset(cfg: WarmStartConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Prompt/completion rows for SFT (the train split) and the held-out test split, styles drawn per row."""
-    names = list(cfg.styles)
-    unknown = sorted(set(names) - set(STYLES))
+    names, valid = list(cfg.styles), getattr(cfg.data, "styles", ())
+    unknown = sorted(set(names) - set(valid))
     if unknown or not names:
-        raise ValueError(f"model.styles: unknown style(s) {unknown}; valid choices are {', '.join(STYLES)}")
+        raise ValueError(f"model.styles: unknown style(s) {unknown}; valid choices are {', '.join(valid)}")
     weights = np.array([cfg.styles[n] for n in names], dtype=float)
     if (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"model.styles={cfg.styles}: shares must be >= 0 and not all 0")
     table = cfg.data.load()
     rng = np.random.default_rng(cfg.seed)
     styles = rng.choice(names, size=len(table), p=weights / weights.sum())
-    terms = table["prompt"].str.extract(r"Add: ([\d +]+)\n", expand=False)
-    if terms.isna().any():
-        raise ValueError("model.data: the warm start needs the synthetic exams' 'Add: a + b' prompts")
     table = table.assign(
         style=styles,
-        completion=[
-            solution([int(t) for t in ts.split(" + ")], s) for ts, s in zip(terms, styles, strict=True)
-        ],
+        completion=[cfg.data.styled_solution(p, s) for p, s in zip(table["prompt"], styles, strict=True)],
     )
     return table[table["split"] == "train"], table[table["split"] == "test"]
 
@@ -143,12 +142,15 @@ def warm_start(cfg: WarmStartConfig, out: Path) -> dict[str, float]:
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
     shutil.rmtree(out / "trainer", ignore_errors=True)
+    (out / "training_args.bin").unlink(missing_ok=True)  # the SFT arguments pickled: not part of a model
 
     held_out = test.sample(min(cfg.eval_questions, len(test)), random_state=cfg.seed)
     predictions = predict(trainer.model, tokenizer, held_out, Verifier(), cfg.max_new_tokens, 64)
     summary = metrics.summary(predictions)
     torch.manual_seed(cfg.seed)  # the sampled table is reproducible
-    sampled = sample_styles(trainer.model, tokenizer, held_out, Verifier(), cfg.max_new_tokens)
+    sampled = sample_styles(
+        trainer.model, tokenizer, held_out, Verifier(), cfg.max_new_tokens, cfg.data.written_style
+    )
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     report = {
         **{k: float(v) for k, v in summary.items()},
@@ -159,23 +161,36 @@ def warm_start(cfg: WarmStartConfig, out: Path) -> dict[str, float]:
         "sampled_by_style": sampled,
         "config": asdict(cfg),
     }
+    if "stop_text" in held_out:  # a task with a stopping decision: pi(stop) after each answer line
+        from ablate.diagnostics.stopping import stop_probabilities
+
+        stops = stop_probabilities(trainer.model, tokenizer, held_out).merge(held_out[["id", "difficulty"]])
+        by = stops.groupby(["difficulty", "line"])["p_stop"].mean().round(4)
+        report["stop_probability"] = {str(d): {str(k): v for k, v in part.droplevel(0).items()}
+                                      for d, part in by.groupby(level=0)}  # fmt: skip
     (out / "warmstart.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 
 
-def written_style(completion: str) -> str:
-    """Which style a completion is written in, from its shape."""
-    steps = [line for line in completion.splitlines() if "=" in line]
-    if not steps:
-        return "direct"
-    return "full" if all(line.count("+") == 1 for line in steps) else "pairs"
+def style_table(frame: pd.DataFrame) -> dict:
+    """Share of samples (percent), Acc (percent) and length of each written style."""
+    by = frame.groupby("style").agg(
+        share=("correct", "size"), acc=("correct", "mean"), length=("length", "mean")
+    )
+    by["share"] = 100.0 * by["share"] / len(frame)
+    return by.round(2).to_dict("index")
 
 
 def sample_styles(
-    model: Any, tokenizer: Any, questions: pd.DataFrame, verifier: Any, max_new_tokens: int
+    model: Any,
+    tokenizer: Any,
+    questions: pd.DataFrame,
+    verifier: Any,
+    max_new_tokens: int,
+    written: Any = written_style,
 ) -> dict:
     """Share and accuracy (percent) and length of each written style among completions sampled at
-    temperature 1.
+    temperature 1, overall and by difficulty (where the questions have several).
 
     This is the RL starting policy as RL sees it: whether longer working is more often right.
     """
@@ -183,21 +198,24 @@ def sample_styles(
 
     frame = predict(model, tokenizer, questions, verifier, max_new_tokens, len(questions), sample=True)
     frame = frame.assign(
-        style=frame["completion"].map(written_style),
+        style=frame["completion"].map(written),
         correct=100.0 * frame["correct"],  # percent, as the paper's Acc
+        difficulty=questions["difficulty"].to_numpy(),
     )
-    by = frame.groupby("style").agg(
-        share=("correct", "size"), acc=("correct", "mean"), length=("length", "mean")
-    )
-    by["share"] = 100.0 * by["share"] / len(frame)
-    return {"acc": float(frame["correct"].mean()), **by.round(2).to_dict("index")}
+    table = {"acc": float(frame["correct"].mean()), **style_table(frame)}
+    if frame["difficulty"].nunique() > 1:
+        table["by_difficulty"] = {str(d): style_table(part) for d, part in frame.groupby("difficulty")}
+    return table
 
 
 def warm_path(cfg: WarmStartConfig) -> Path:
-    """Train the warm start once per config (one process at a time, under a file lock) and return it."""
+    """The warm start's checkpoint: cached, shipped in ``checkpoints/`` (same key), or trained once per
+    config (one process at a time, under a file lock)."""
     path = Path(cfg.cache_dir) / f"warm-{cfg.key()}"
     if (path / "warmstart.json").exists():
         return path
+    if (SHIPPED / path.name / "warmstart.json").exists():
+        return SHIPPED / path.name
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f"{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # sweep workers wait for the first one's checkpoint

@@ -78,3 +78,27 @@ def test_length_by_value_bucket():
 def test_bad_predictions_are_named(frame, message):
     with pytest.raises(ValueError, match=message):
         metrics.summary(frame)
+
+
+def test_top_bottom_are_exact_20_percent_sets_with_ties_broken_by_question_id():
+    # 60% of the questions share the lowest value, as on exams where most questions are worth 1 point.
+    df = pd.DataFrame(
+        {"id": [f"q{i}" for i in range(50)], "value": [0.01] * 30 + [0.02 + i / 100 for i in range(20)],
+         "correct": [True] * 50, "length": range(50)}
+    )  # fmt: skip
+    top, bottom = metrics.top_bottom(df)
+    assert len(top) == len(bottom) == 10
+    assert (bottom["value"] == 0.01).all() and top["value"].min() > 0.11
+    shuffled = df.sample(frac=1, random_state=3)
+    again_top, again_bottom = metrics.top_bottom(shuffled)
+    assert set(again_bottom["id"]) == set(bottom["id"]) and set(again_top["id"]) == set(
+        top["id"]
+    )  # not row order
+    buckets = metrics.value_buckets(shuffled)
+    assert buckets.value_counts().to_dict() == {1: 30, 0: 10, 2: 10}
+    assert set(shuffled.loc[buckets == 0, "id"]) == set(bottom["id"])
+    by_bucket = metrics.length_by_value_bucket(shuffled, buckets=5)
+    assert by_bucket["n"].tolist() == [10] * 5
+    assert by_bucket["length"].tolist() == pytest.approx(
+        metrics.length_by_value_bucket(df, buckets=5)["length"].tolist()
+    )

@@ -151,3 +151,59 @@ def test_multirun_grid(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("ablate").experiment_id])
     assert sorted(r.data.tags["reward"] for r in runs) == ["correctness", "rlev"]
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+CHECKS_FAST = [
+    *[o for o in FAST if not o.startswith("data.")],
+    "data=checks", "data.num_exams=4", "data.questions_per_exam=[8,12]", "data.test_fraction=0.3",
+]  # fmt: skip
+
+
+def test_start_policy_and_stop_probabilities_are_kept_for_the_paired_analysis(tmp_path):
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = compose_train(
+        *CHECKS_FAST, "diagnostics.start=true", "diagnostics.stops=true", f"output_dir={tmp_path}/run",
+        f"tracking.uri={db}",
+    )  # fmt: skip
+    summary = run(cfg)
+    out = tmp_path / "run"
+    start = pd.read_json(out / "predictions_start.jsonl", lines=True)
+    end = pd.read_json(out / "predictions.jsonl", lines=True)
+    assert start["id"].tolist() == end["id"].tolist() and len(end) == summary["n"]
+    stops = pd.read_csv(out / "stops.csv")
+    assert sorted(stops.groupby("id")["line"].apply(list).map(tuple).unique()) == [(1, 2, 3)]
+    assert set(stops["id"]) == set(end["id"])
+    assert {"value", "shown_value", "difficulty", "p_stop_start", "p_stop_end", "stop_logit_start"} <= set(
+        stops
+    )
+    assert stops["p_stop_start"].between(0, 1).all() and (stops["p_stop_start"] != stops["p_stop_end"]).any()
+    client = MlflowClient(db)
+    (mlrun,) = client.search_runs([client.get_experiment_by_name("ablate").experiment_id])
+    assert [m.step for m in client.get_metric_history(mlrun.info.run_id, "eval/acc")] == [0, 2]
+    logged = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
+    assert {"predictions_start.jsonl", "stops.csv"} <= logged
+
+
+@pytest.mark.parametrize(
+    ("algo", "reward", "removed"),
+    [
+        ("grpo", "rlev", True),
+        ("grpo", "correctness", False),
+        ("rloo", "rlev", False),
+        ("reinforce_pp", "rlev", False),
+    ],
+)
+def test_a_value_scale_removed_by_the_group_std_is_named(algo, reward, removed, tmp_path, caplog):
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = compose_train(*FAST, "steps=1", f"algo={algo}", f"reward={reward}", f"output_dir={tmp_path}/run",
+                        f"tracking.uri={db}")  # fmt: skip
+    with caplog.at_level("WARNING", logger="ablate.train"):
+        run(cfg)
+    client = MlflowClient(db)
+    (mlrun,) = client.search_runs([client.get_experiment_by_name("ablate").experiment_id])
+    assert (mlrun.data.tags.get("ablate.value_scale") == "removed by scale_rewards=group") == removed
+    assert ("removes the per-question scale exactly" in caplog.text) == removed
+
+
+def test_the_default_algorithm_keeps_the_value_scale():
+    assert compose_train().algo.trainer._target_ == "ablate.algos.rloo.RLOOTrainer"

@@ -48,6 +48,8 @@ def reinforce_pp_advantages(
 class ReinforcePPTrainer(GRPOTrainer):
     """GRPOTrainer with REINFORCE++ advantages (``baseline``: none | prompt)."""
 
+    group_std_scaled = False  # its advantages replace GRPO's, whatever scale_rewards says
+
     def __init__(self, *args: Any, baseline: str = "none", **kwargs: Any):
         if baseline not in BASELINES:
             raise ValueError(f"algo.baseline={baseline!r}: valid choices are {', '.join(BASELINES)}")

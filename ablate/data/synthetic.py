@@ -13,6 +13,7 @@ one partial sum per line, so longer working makes a correct answer easier.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,17 @@ DIFFICULTY = {2: "primary", 3: "junior", 4: "senior", 5: "university", 6: "phd"}
 PROMPT = "Add: {terms}\nShow each partial sum, then 'Answer: N'.\n"
 # Pearson correlation of the paper's value predictor with the true scores.
 PREDICTOR_CORRELATION = 0.91
+# Warm-start solution styles (ablate.warmstart): numbers added per line of working.
+STYLES = {"full": 1, "pairs": 2, "direct": 0}
+TERMS = re.compile(r"Add: ([\d +]+?)(?: \(|\n)")
+
+
+def prompt_terms(prompt: str) -> list[int]:
+    """The numbers an ``Add: a + b ...`` prompt asks to add."""
+    found = TERMS.match(prompt)
+    if found is None:
+        raise ValueError(f"not an 'Add: a + b' prompt: {prompt[:60]!r}")
+    return [int(t) for t in found.group(1).split(" + ")]
 
 
 def integer_points(weights: np.ndarray, total: int) -> np.ndarray:
@@ -63,6 +75,20 @@ class SyntheticExams(ExamLoader):
     points_sigma: float = 1.2  # log-normal spread of points within an exam (skew of v)
     difficulty_weight: float = 0.25  # how much harder questions are worth more (log scale per term)
     seed: int = 0  # the whole data set is a function of this seed
+    styles = tuple(STYLES)  # how a warm start may write a solution (ablate.warmstart)
+
+    @staticmethod
+    def styled_solution(prompt: str, style: str) -> str:
+        """The worked solution of the question in ``style``: ``full``, ``pairs`` or ``direct``."""
+        return worked_solution(prompt_terms(prompt), STYLES[style])
+
+    @staticmethod
+    def written_style(completion: str) -> str:
+        """Which style a completion is written in, from its shape."""
+        steps = [line for line in completion.splitlines() if "=" in line]
+        if not steps:
+            return "direct"
+        return "full" if all(line.count("+") == 1 for line in steps) else "pairs"
 
     def read(self) -> pd.DataFrame:
         rng = np.random.default_rng(self.seed)

@@ -12,8 +12,9 @@ the policy gradient on the EOS logit. This measures it, exactly and without a se
 - ``log pi_t(eos) = log pi_t(y_t) + z_eos - z_{y_t}``: two dot products with the final hidden
   state, since TRL's fused LM head never materialises the logits.
 
-Tokens are grouped by the question's value (bottom 20%, middle, top 20% by the training set's
-value quantiles) and by position (the terminal EOS token vs the tokens before it).
+Tokens are grouped by the question's value (exactly the bottom 20%, the middle and the top 20%
+of the training questions, ties broken by question id: ``ablate.metrics.value_buckets``) and by
+position (the terminal EOS token vs the tokens before it).
 """
 
 from __future__ import annotations
@@ -44,18 +45,10 @@ def final_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 class EOSGradients:
     """Per-step statistics of dL/dz_eos, by value bucket and position, for one trainer."""
 
-    def __init__(self, eos_token_id: int, value_quantiles: tuple[float, float]):
+    def __init__(self, eos_token_id: int):
         self.eos_token_id = eos_token_id
-        self.low, self.high = value_quantiles
         self.pending: list[dict[str, torch.Tensor]] = []
         self.step_tokens: dict[str, list[np.ndarray]] = defaultdict(list)
-
-    def bucket_of(self, values: torch.Tensor) -> torch.Tensor:
-        """0 bottom 20%, 1 middle, 2 top 20% (by the training set's quantiles)."""
-        out = torch.ones_like(values, dtype=torch.long)
-        out[values <= self.low] = 0
-        out[values >= self.high] = 2
-        return out
 
     def capture(
         self,
@@ -64,7 +57,7 @@ class EOSGradients:
         hidden: torch.Tensor,
         completion_ids: torch.Tensor,
         mask: torch.Tensor,
-        values: torch.Tensor,
+        buckets: torch.Tensor,
         lm_head: torch.nn.Module,
         config: Any,
         temperature: float,
@@ -85,7 +78,7 @@ class EOSGradients:
             log_pi_eos = (logps.detach().to(dtype) + (z_eos - z_y).to(dtype)).clamp(max=0.0)
         self.pending.append(
             {"logps": logps, "entropies": entropies, "log_pi_eos": log_pi_eos, "ids": completion_ids,
-             "mask": mask.bool(), "values": values}
+             "mask": mask.bool(), "buckets": buckets}
         )  # fmt: skip
 
     def eos_logit_grad(self, item: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -107,7 +100,7 @@ class EOSGradients:
             grad = self.eos_logit_grad(item)
             mask = item["mask"]
             terminal = (item["ids"] == self.eos_token_id) & mask
-            buckets = self.bucket_of(item["values"].float()).unsqueeze(1).expand_as(mask)
+            buckets = item["buckets"].long().unsqueeze(1).expand_as(mask)
             pos = torch.where(terminal, 1, 2)
             self.step_tokens["grad"].append(grad[mask].float().cpu().numpy())
             self.step_tokens["prob"].append(item["log_pi_eos"].exp()[mask].float().cpu().numpy())

@@ -7,27 +7,29 @@ logged with TRL's (``eos/grad_top20``, ...). Nothing changes in what the trainer
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+import pandas as pd
 import torch
 
+from ablate import metrics
 from ablate.diagnostics.eos import EOSGradients
 
 
 class EOSDiagnosticsMixin:
     """Hooks around the trainer's own loss: capture before backward, aggregate after it."""
 
-    def __init__(self, *args: Any, value_quantiles: tuple[float, float], **kwargs: Any):
+    def __init__(self, *args: Any, value_buckets: dict[str, int], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.eos_stats = EOSGradients(self.processing_class.eos_token_id, value_quantiles)
+        self.value_buckets = value_buckets  # question id -> 0 bottom 20%, 1 middle, 2 top 20% by value
+        self.eos_stats = EOSGradients(self.processing_class.eos_token_id)
         self._eos_inputs: dict[str, Any] | None = None
 
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)
-        # One value per completion rides along with the batch through TRL's shuffling and splitting.
-        values = [float(x["value"]) if x.get("value") is not None else math.nan for x in inputs]
-        out["eos_value"] = torch.tensor(values, device=out["completion_ids"].device)
+        # One value bucket per completion rides along with the batch through TRL's shuffling and splitting.
+        buckets = [self.value_buckets.get(str(x.get("id")), 1) for x in inputs]
+        out["eos_bucket"] = torch.tensor(buckets, device=out["completion_ids"].device)
         return out
 
     def _compute_loss(self, model, inputs):
@@ -57,9 +59,9 @@ class EOSDiagnosticsMixin:
             hook.remove()
         states = torch.cat(hidden, dim=0)[:, -logits_to_keep - 1 : -1]
         head, config = base.get_output_embeddings(), base.config.get_text_config()
-        ids, mask, values = inputs["completion_ids"], inputs["completion_mask"], inputs["eos_value"]
+        ids, mask, buckets = inputs["completion_ids"], inputs["completion_mask"], inputs["eos_bucket"]
         self.eos_stats.capture(
-            result[0], result[1], states.detach(), ids, mask, values, head, config, self.temperature
+            result[0], result[1], states.detach(), ids, mask, buckets, head, config, self.temperature
         )
         return result
 
@@ -70,6 +72,11 @@ class EOSDiagnosticsMixin:
             for name, value in self.eos_stats.step_metrics().items():
                 self._metrics["train"][name].append(value)
         return out
+
+
+def value_buckets(train: pd.DataFrame) -> dict[str, int]:
+    """Question id -> 0 (bottom 20% by value), 1 (middle), 2 (top 20%): exact sets, ties by id hash."""
+    return dict(zip(train["id"].astype(str), metrics.value_buckets(train).tolist(), strict=True))
 
 
 def with_eos_diagnostics(trainer_cls: type) -> type:

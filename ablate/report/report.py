@@ -17,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from ablate.report import dynamics, figures
-from ablate.report.runs import StudyRuns
-from ablate.report.table import paper_table, to_latex, to_markdown
+from ablate.diagnostics.stopping import STOPS_FILE
+from ablate.evaluate import PREDICTIONS_START, read_predictions
+from ablate.report import dynamics, figures, paired, power
+from ablate.report.runs import METRICS, StudyRuns
+from ablate.report.table import BASELINE, paper_table, to_latex, to_markdown
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per downloaded file
 
@@ -29,6 +31,7 @@ class Report:
     runs: StudyRuns  # the study's parent and trial runs in MLflow
     out_dir: Path  # where tables, figures and downloaded artifacts go
     n_boot: int = 2000  # paired-bootstrap resamples per comparison
+    effect: float = 2.0  # the effect (in a metric's units) the power table gives the seeds needed for
     _cache: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -39,10 +42,11 @@ class Report:
         experiment: str = "ablate",
         out_dir: str | Path | None = None,
         n_boot: int = 2000,
+        effect: float = 2.0,
     ) -> Report:
         out = Path(out_dir or f"reports/{study}")
         out.mkdir(parents=True, exist_ok=True)
-        return cls(StudyRuns(study, tracking_uri, experiment), out, n_boot)
+        return cls(StudyRuns(study, tracking_uri, experiment), out, n_boot, effect)
 
     @cached_property
     def frame(self) -> pd.DataFrame:
@@ -74,6 +78,49 @@ class Report:
         """Speed and how far RL moved the policy, per variant (``ablate.report.dynamics``)."""
         batch = self.runs.raw.set_index("run_id")["params.batch_size"].astype(int)
         return dynamics.dynamics_table(self.frame, self.keys, self.runs.history, batch.get)
+
+    @cached_property
+    def power(self) -> pd.DataFrame:
+        """Per variant vs correctness and metric: seeds, seed SD, MDE at 80% power, seeds for ``effect``."""
+        return power.power_table(self.finished, self.keys, METRICS, self.effect)
+
+    @cached_property
+    def paired(self) -> pd.DataFrame:
+        """Question-by-question changes from the starting policy against value (``ablate.report.paired``),
+        for studies whose runs evaluated their starting policy (``diagnostics.start``); else empty."""
+        df = self.finished
+        if df.empty or not self._has_artifact(df, PREDICTIONS_START):
+            return pd.DataFrame()
+        others = [k for k in self.keys if k != "reward"]
+        tables = []
+        for _, group in df.groupby(others, sort=False, dropna=False) if others else [(None, df)]:
+            if not (group["reward"] == BASELINE).any():
+                continue
+            table = paired.paired_table(group, lambda row: row["reward"], self.changes, BASELINE, self.n_boot)
+            context = group.iloc[0][others].to_dict() if others else {}
+            tables.append(table.assign(**context))
+        out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        if not out.empty:
+            base_sd = out[out["cell"] == BASELINE].set_index(
+                [*others, "outcome", "stratum", "regressor", "statistic"]
+            )
+            out["mde80"] = [self._mde(row, base_sd, others) for _, row in out.iterrows()]
+        return out
+
+    def _mde(self, row: pd.Series, base: pd.DataFrame, others: list[str]) -> float:
+        key = (*[row[k] for k in others], row["outcome"], row["stratum"], row["regressor"], row["statistic"])
+        if row["cell"] == BASELINE or key not in base.index:
+            return float("nan")
+        b = base.loc[key]
+        return power.mde(row["seed_sd"], row["n"], b["seed_sd"], b["n"])
+
+    def changes(self, run_id: str) -> pd.DataFrame:
+        """One run's per-question changes from its starting policy (``ablate.report.paired.changes``)."""
+        start = read_predictions(self.download(run_id, PREDICTIONS_START))
+        stops = None
+        if self._has_artifact(self.finished[self.finished["run_id"] == run_id], STOPS_FILE):
+            stops = pd.read_csv(self.download(run_id, STOPS_FILE))
+        return paired.changes(start, self.predictions(run_id), stops)
 
     def markdown(self) -> str:
         return to_markdown(self.table, self.keys)
@@ -121,7 +168,12 @@ class Report:
         self.frame.to_csv(out / "runs.csv", index=False)
         (out / "dynamics.md").write_text(dynamics.to_markdown(self.dynamics, self.keys) + "\n")
         self.dynamics.to_csv(out / "dynamics.csv", index=False)
-        names = ("table.md", "table.tex", "table.csv", "runs.csv", "dynamics.md", "dynamics.csv")
+        self.power.to_csv(out / "power.csv", index=False)
+        names = ["table.md", "table.tex", "table.csv", "runs.csv", "dynamics.md", "dynamics.csv", "power.csv"]
+        if not self.paired.empty:
+            self.paired.to_csv(out / "paired.csv", index=False)
+            (out / "paired.md").write_text(paired.to_markdown(self.paired) + "\n")
+            names += ["paired.csv", "paired.md"]
         paths = [out / name for name in names]
         paths += [p for drawn in self.figures().values() for p in drawn]
         if log:

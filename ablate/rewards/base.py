@@ -39,6 +39,7 @@ class ValueScaledReward:
     """
 
     name = "value_scaled"
+    per_question = True  # whether the scale differs between questions (a per-group std would remove it)
 
     def __init__(self, verifier: Verifier | None = None):
         self.verifier = verifier if verifier is not None else Verifier()

@@ -18,6 +18,7 @@ class CorrectnessReward(ValueScaledReward):
     """
 
     name = "correctness"
+    per_question = False
 
     def scales(self, n: int, columns: dict[str, Sequence[Any]]) -> np.ndarray:
         return np.ones(n)

@@ -26,6 +26,7 @@ class UniformReward(ValueScaledReward):
     """
 
     name = "uniform"
+    per_question = False
 
     def __init__(self, alpha: float = 10.0, verifier: Verifier | None = None):
         super().__init__(verifier)

@@ -8,7 +8,7 @@ import trl
 from hydra.utils import instantiate
 
 from ablate.algos.rloo import RLOOTrainer
-from ablate.diagnostics.trainer import with_eos_diagnostics
+from ablate.diagnostics.trainer import value_buckets, with_eos_diagnostics
 from ablate.models import load_model
 from ablate.train import to_dataset, training_args
 from tests.algos.test_reinforce_pp import KnownRewards
@@ -39,7 +39,8 @@ def train(trainer_cls: type, tmp_path: Path, *overrides: str):
     model, tokenizer = load_model(instantiate(cfg.model))
     trainer = with_eos_diagnostics(counting(trainer_cls))(
         model=model, reward_funcs=[KnownRewards()], args=training_args(cfg, tmp_path),
-        train_dataset=to_dataset(train_rows), processing_class=tokenizer, value_quantiles=(0.01, 0.03),
+        train_dataset=to_dataset(train_rows), processing_class=tokenizer,
+        value_buckets=value_buckets(train_rows),
     )  # fmt: skip
     trainer.train()
     return trainer

@@ -9,7 +9,7 @@ from trl import GRPOTrainer, RLOOTrainer
 
 from ablate.algos.reinforce_pp import ReinforcePPTrainer
 from ablate.diagnostics.eos import final_logits
-from ablate.diagnostics.trainer import with_eos_diagnostics
+from ablate.diagnostics.trainer import value_buckets, with_eos_diagnostics
 from ablate.models import load_model
 from ablate.train import to_dataset, training_args
 from tests.algos.test_reinforce_pp import KnownRewards
@@ -70,7 +70,7 @@ def test_diagnostic_matches_autograd_per_token(algo, trainer_cls, overrides, tmp
     cls = with_eos_diagnostics(materialised(partial.func))
     trainer = cls(
         model=model, reward_funcs=[KnownRewards()], args=training_args(cfg, Path(tmp_path)),
-        train_dataset=to_dataset(train), processing_class=tokenizer, value_quantiles=(0.01, 0.03),
+        train_dataset=to_dataset(train), processing_class=tokenizer, value_buckets=value_buckets(train),
         **partial.keywords,
     )  # fmt: skip
     trainer.reference_logits = []

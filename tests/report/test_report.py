@@ -48,7 +48,7 @@ def test_runs_frame_has_one_row_per_trial(report):
     assert sorted(zip(frame["reward"], frame["seed"], strict=True)) == [
         ("correctness", 0), ("correctness", 1), ("rlev", 0), ("rlev", 1)
     ]  # fmt: skip
-    assert (frame["status"] == "FINISHED").all() and (frame["algo"] == "grpo").all()
+    assert (frame["status"] == "FINISHED").all() and (frame["algo"] == "rloo").all()  # the default algo
     assert report.keys == ["algo", "reward"]
 
 
@@ -104,7 +104,7 @@ def test_cli_prints_the_table(study):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "study tiny: 4 finished trial runs (0 failed or pruned)" in done.stdout
-    assert "| grpo   | rlev" in done.stdout and (study / "cli" / "table.tex").exists()
+    assert "| rloo   | rlev" in done.stdout and (study / "cli" / "table.tex").exists()
 
 
 def test_unknown_study_is_named(study):

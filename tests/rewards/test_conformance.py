@@ -29,6 +29,8 @@ def test_every_paper_variant_has_a_config():
 @pytest.fixture(scope="module")
 def exams():
     table = SyntheticExams(num_exams=6, seed=0).load()
+    # shown_value: the points a prompt prints (data=checks); here the true ones, shuffled across rows
+    table["shown_value"] = table["value"].sample(frac=1, random_state=0).to_numpy()
     return table[table["split"] == "train"].head(40)
 
 
@@ -39,7 +41,8 @@ def compose_reward(variant: str):
 
 
 def columns(rows):
-    return {c: rows[c].tolist() for c in ("answer", "value", "id", "total", "difficulty", "predicted_score")}
+    keys = ("answer", "value", "shown_value", "id", "total", "difficulty", "predicted_score")
+    return {c: rows[c].tolist() for c in keys}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
