@@ -9,7 +9,16 @@ import pytest
 
 from ablate.data.synthetic import SyntheticExams
 from ablate.models import TinyModelConfig, load_model
-from ablate.warmstart import STYLES, WarmStartConfig, sft_dataset, solution, warm_path, written_style
+from ablate.warmstart import (
+    SHIPPED,
+    STYLES,
+    WarmStartConfig,
+    sft_dataset,
+    solution,
+    warm_path,
+    warm_start,
+    written_style,
+)
 
 SMALL = ["model.base.hidden_size=32", "model.base.layers=1", "model.base.heads=2",
          "model.base.intermediate_size=64", "model.max_steps=3", "model.batch_size=8",
@@ -95,3 +104,60 @@ def test_shipped_warm_start_gives_rl_a_policy_with_signal_and_a_length_trade_off
     assert sampled["full"]["acc"] > sampled["direct"]["acc"] + 10
     assert sampled["full"]["length"] > 2 * sampled["direct"]["length"]
     assert min(sampled[s]["share"] for s in STYLES) > 5  # RL sees every style (percent of samples)
+
+
+def test_the_shipped_checks_warm_start_has_the_designed_decision():
+    """model=checks_warm as shipped: RL starts with a live stopping decision after every answer line,
+    stopping is the better bet on easy questions and checking on hard ones (docs/positive_control.md)."""
+    from hydra.utils import instantiate
+
+    from tests.helpers import compose_train
+
+    cfg = instantiate(compose_train("model=checks_warm").model, _convert_="all")
+    path = warm_path(cfg)
+    assert path == SHIPPED / f"warm-{cfg.key()}"  # used in place from the repository: nothing trained
+    report = json.loads((path / "warmstart.json").read_text())
+    stops = report["stop_probability"]
+    for kind in ("easy", "hard"):
+        assert 0.2 < stops[kind]["1"] < 0.5 and 0.35 < stops[kind]["2"] < 0.65 and stops[kind]["3"] > 0.9
+    styles = report["sampled_by_style"]["by_difficulty"]
+    hard, easy = styles["hard"], styles["easy"]
+    assert min(hard["check"]["acc"], hard["check_twice"]["acc"]) > hard["stop"]["acc"] + 30
+    going_on = (
+        easy["check"]["acc"] * easy["check"]["share"]
+        + easy["check_twice"]["acc"] * easy["check_twice"]["share"]
+    ) / (easy["check"]["share"] + easy["check_twice"]["share"])
+    assert easy["stop"]["acc"] > going_on
+    model, tokenizer = load_model(cfg)
+    assert (
+        model.config.hidden_size == 128 and tokenizer.decode(tokenizer("Answer: 7").input_ids) == "Answer: 7"
+    )
+
+
+@pytest.mark.slow
+def test_the_shipped_checks_warm_start_is_what_the_command_trains(tmp_path):
+    """Training model=checks_warm from scratch gives the shipped weights and numbers (about 8 minutes)."""
+    import torch
+    from hydra.utils import instantiate
+    from safetensors.torch import load_file
+
+    from tests.helpers import compose_train
+
+    cfg = instantiate(
+        compose_train("model=checks_warm", f"model.cache_dir={tmp_path}").model, _convert_="all"
+    )
+    shipped = SHIPPED / f"warm-{cfg.key()}"
+    report = warm_start(cfg, tmp_path / "trained")
+    ours, theirs = (
+        load_file(tmp_path / "trained" / "model.safetensors"),
+        load_file(shipped / "model.safetensors"),
+    )
+    assert ours.keys() == theirs.keys()
+    for name, tensor in ours.items():
+        assert torch.equal(tensor, theirs[name]), name
+    expected = json.loads((shipped / "warmstart.json").read_text())
+    for key in ("acc", "h_acc", "length", "sft_final_loss", "sampled_by_style", "stop_probability"):
+        assert report[key] == expected[key], key
+    assert sorted(p.name for p in (tmp_path / "trained").iterdir()) == sorted(
+        p.name for p in shipped.iterdir()
+    )

@@ -2,9 +2,9 @@
 
 A run with ``diagnostics.start`` evaluated its policy before and after training on the same
 questions, so each question has a change: in length, in correctness and, with
-``diagnostics.stops``, in the log-odds of stopping after its first answer line. Per run, two
-statistics of a change against the question's value scale ``s = 1 + min(10 v, 1)`` (the paper's
-alpha): the least-squares slope over questions, and the mean change on the top minus the bottom
+``diagnostics.stops``, in the log-odds of stopping after its first answer line. Per run, three
+statistics of a change: its mean over the questions; its least-squares slope on the question's
+value scale ``s = 1 + min(10 v, 1)`` (the paper's alpha); and its mean on the top minus the bottom
 20% by value (exact sets, ties broken by question id). Both are computed within each
 difficulty stratum and over all questions; against the true value and, where a prompt showed
 other points (``data.points=shuffled``), against the shown one.
@@ -30,7 +30,7 @@ OUTCOMES = {
     "d_length": "length",
     "d_correct": "correct",
 }
-STATISTICS = ("slope", "top_bottom")
+STATISTICS = ("mean", "slope", "top_bottom")
 ALPHA = 10.0  # the paper's alpha: the regressor is s = 1 + min(alpha * v, 1)
 
 
@@ -59,6 +59,8 @@ def _statistic(
     x: np.ndarray, y: np.ndarray, weights: np.ndarray, top: np.ndarray, bottom: np.ndarray, name: str
 ):
     """The statistic under each row of question ``weights`` (resample counts): shape (rows,)."""
+    if name == "mean":
+        return weights @ y / weights.sum(1)
     if name == "slope":
         n = weights.sum(1)
         sx, sy = weights @ x, weights @ y
@@ -163,45 +165,40 @@ def paired_table(
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """The primary view: slopes on the value scale, by outcome and stratum, each cell against the baseline."""
-    view = table[table["statistic"] == "slope"].copy()
-    fmt = lambda x: "" if pd.isna(x) else f"{x:+.3f}"  # noqa: E731
-    view["slope"] = view["mean"].map(fmt)
+    """Means and slopes on the value scale, by outcome and stratum, each cell against the baseline."""
+    view = table[table["statistic"].isin(["mean", "slope"])].copy()
+    for column in ("delta", "ci_low", "ci_high", "p", "mde80"):
+        if column not in view:
+            view[column] = math.nan
+    signed = lambda x: "" if pd.isna(x) else f"{x:+.3f}"  # noqa: E731
+    plain = lambda x: "" if pd.isna(x) else f"{x:.3f}"  # noqa: E731
+    view["estimate"] = view["mean"].map(signed)
     view["delta (95% CI)"] = [
         "" if pd.isna(d) else f"{d:+.3f} ({lo:+.3f}, {hi:+.3f})"
-        for d, lo, hi in zip(
-            view.get("delta", math.nan),
-            view.get("ci_low", math.nan),
-            view.get("ci_high", math.nan),
-            strict=True,
-        )
+        for d, lo, hi in zip(view["delta"], view["ci_low"], view["ci_high"], strict=True)
     ]
-    view["p"] = view.get("p", pd.Series(math.nan, index=view.index)).map(
-        lambda p: "" if pd.isna(p) else f"{p:.3f}"
-    )
-    view["MDE80"] = view.get("mde80", pd.Series(math.nan, index=view.index)).map(
-        lambda m: "" if pd.isna(m) else f"{m:.3f}"
-    )
+    view["p"], view["MDE80"] = view["p"].map(plain), view["mde80"].map(plain)
     view["outcome"] = view["outcome"].map(OUTCOMES)
-    context = [c for c in view.columns if c not in (*RESULT_COLUMNS, "slope", "delta (95% CI)", "MDE80")]
-    columns = [
-        *context,
+    shown = (
         "cell",
         "n",
         "outcome",
         "stratum",
+        "statistic",
         "regressor",
-        "slope",
+        "estimate",
         "delta (95% CI)",
         "p",
         "MDE80",
-    ]
-    note = (
-        "\n\nslope: change from the starting policy per unit of the value scale s = 1 + min(10 v, 1), "
-        "mean over seeds (n); delta: against the correctness cell, 95% bootstrap interval over seeds and "
-        "questions; MDE80: the smallest delta these seeds detect at 80% power (two-sided t, alpha 0.05)"
     )
-    return view[columns].to_markdown(index=False) + note
+    context = [c for c in view.columns if c not in (*RESULT_COLUMNS, *shown)]
+    note = (
+        "\n\nmean: change from the starting policy over the stratum's questions; slope: that change per "
+        "unit of the value scale s = 1 + min(10 v, 1); each the mean over seeds (n); delta: against the "
+        "correctness cell, 95% bootstrap interval over seeds and questions; MDE80: the smallest delta these "
+        "seeds detect at 80% power (two-sided t, alpha 0.05)"
+    )
+    return view[[*context, *shown]].to_markdown(index=False) + note
 
 
 RESULT_COLUMNS = ("outcome", "stratum", "regressor", "statistic", "cell", "n", "mean", "seed_sd", "delta",

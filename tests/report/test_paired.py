@@ -56,6 +56,7 @@ def test_run_statistics_are_the_ols_slope_and_the_top_bottom_contrast():
         top, bottom = top_bottom(sub)
         contrast = top["d_stop_logit"].mean() - bottom["d_stop_logit"].mean()
         assert stats["d_stop_logit", "hard", "true", "top_bottom"][i, 0] == pytest.approx(contrast)
+        assert stats["d_stop_logit", "hard", "true", "mean"][i, 0] == pytest.approx(y[hard].mean())
     assert stats["d_stop_logit", "hard", "true", "slope"].shape == (3, 51)
     assert ("d_stop_logit", "all", "shown", "slope") not in stats  # no other points were shown
 
