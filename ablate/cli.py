@@ -123,8 +123,9 @@ def report(argv: list[str]) -> None:
 
         tracking = instantiate(compose_trial(list(cfg.overrides)).tracking)
         rep = Report.load(
-            cfg.sweep.name, tracking.uri, tracking.experiment, options.out, options.bootstrap, options.effect
-        )
+            cfg.sweep.name, tracking.uri, tracking.experiment, options.out, options.bootstrap, options.effect,
+            options.baseline,
+        )  # fmt: skip
         paths = rep.write(log=not options.no_log)
     except (ValueError, FileNotFoundError, ConnectionError) as err:
         sys.exit(f"ablate report: {err}")
@@ -134,7 +135,7 @@ def report(argv: list[str]) -> None:
     from ablate.report.power import describe
 
     if not rep.power.empty:
-        print("\npower (each variant vs correctness, two-sided t over seeds, alpha 0.05):")
+        print(f"\npower (each variant vs {options.baseline}, two-sided t over seeds, alpha 0.05):")
         for row in rep.power.to_dict("records"):
             cell = " ".join(str(row[k]) for k in rep.keys)
             print(f"  {cell}: {describe(row, options.effect)}")
@@ -142,7 +143,7 @@ def report(argv: list[str]) -> None:
         from ablate.report.paired import to_markdown
 
         print("\nquestion by question, change from the starting policy against value (paired.md):")
-        print(to_markdown(rep.paired))
+        print(to_markdown(rep.paired, options.baseline))
     print(f"\nwritten to {rep.out_dir}: " + ", ".join(p.name for p in paths))
 
 

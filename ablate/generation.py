@@ -1,5 +1,6 @@
-"""Generation for evaluation: batched decoding with a preallocated KV cache, and per-position
-EOS probabilities of given completions by one teacher-forced forward pass.
+"""Generation: a preallocated KV cache for every ``generate()`` of a loaded model (TRL's rollouts and
+evaluation), batched decoding for evaluation, and per-position EOS probabilities of given
+completions by one teacher-forced forward pass.
 
 Scoring completions after the fact, rather than recording probabilities while decoding, means
 any generator (``generate_ids`` here, vLLM, a server) can produce the completions and the EOS
@@ -26,9 +27,10 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
 class PrefilledLayer(DynamicLayer):
     """A KV-cache layer written into one buffer allocated up front.
 
-    ``DynamicLayer`` concatenates the whole cache at every generated token, which is most of a
-    small model's decoding time on a CPU; this writes the new positions in place and returns a
-    view of the filled part, the same numbers in the same shapes.
+    ``DynamicLayer`` copies the whole cache into a new tensor at every generated token (42% of a
+    96-token decode of the tiny warm start on one CPU thread, by torch's profiler); this writes
+    the new positions in place and returns a view of the filled part: the same numbers in the
+    same shapes (bitwise-equal logits; ``tests/test_generation.py``).
     """
 
     def __init__(self, max_length: int):
@@ -75,14 +77,19 @@ def with_prefilled_cache(model: Any) -> Any:
     return model
 
 
+def left_pad(rows: list[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask of ``rows`` padded on the left to one width."""
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask
+
+
 def generate_ids(
     model: Any, prompt_ids: list[list[int]], max_new_tokens: int, stops: list[int], pad_id: int, sample: bool
 ) -> list[list[int]]:
     """Completion token ids for one batch of prompts, each cut after its first stop token."""
-    device = next(model.parameters()).device
-    width = max(map(len, prompt_ids))
-    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompt_ids], device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
+    ids, mask = left_pad(prompt_ids, pad_id, next(model.parameters()).device)
     out = model.generate(
         input_ids=ids,
         attention_mask=mask,
@@ -92,7 +99,7 @@ def generate_ids(
         pad_token_id=pad_id,
     )
     completions = []
-    for row in out[:, width:].tolist():
+    for row in out[:, ids.shape[1] :].tolist():
         end = next((i for i, t in enumerate(row) if t in stops), len(row) - 1)
         completions.append(row[: end + 1])
     return completions
@@ -116,10 +123,8 @@ def eos_probabilities(
         if not chunk:
             continue
         # The last token's own prediction is never needed: feed every token but the last.
-        rows = [prompt_ids[i] + completion_ids[i][:-1] for i in chunk]
-        width, keep = max(map(len, rows)), max(len(completion_ids[i]) for i in chunk)
-        ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+        ids, mask = left_pad([prompt_ids[i] + completion_ids[i][:-1] for i in chunk], pad_id, device)
+        keep = max(len(completion_ids[i]) for i in chunk)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate() numbers left-padded rows
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
         probs = logits.float().softmax(-1)[..., eos_id].cpu()

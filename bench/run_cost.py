@@ -23,8 +23,10 @@ single-thread matmul rate.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib.abc
+import importlib.util
 import json
 import os
 import statistics
@@ -118,17 +120,10 @@ def install_hooks(t: Timings) -> None:
 
 
 def child(out: Path, t0: float, overrides: list[str]) -> None:
-    import importlib.util  # noqa: F401 (used by the finder)
-
     t = Timings(t0)
     install_hooks(t)
-    import atexit
-
-    def dump() -> None:
-        data = {k: getattr(t, k) for k in ("t0", "marks", "steps", "generation", "evals", "gen_shapes")}
-        out.write_text(json.dumps({**data, "fwd_shapes": t.fwd_shapes}))
-
-    atexit.register(dump)
+    keys = ("t0", "marks", "steps", "generation", "evals", "gen_shapes", "fwd_shapes")
+    atexit.register(lambda: out.write_text(json.dumps({k: getattr(t, k) for k in keys})))
     from ablate.cli import main
 
     main(["train", *overrides])

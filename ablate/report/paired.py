@@ -164,7 +164,7 @@ def paired_table(
     return compare(run_statistics(per_run, n_boot), cells, baseline)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
+def to_markdown(table: pd.DataFrame, baseline: str = "correctness") -> str:
     """Means and slopes on the value scale, by outcome and stratum, each cell against the baseline."""
     view = table[table["statistic"].isin(["mean", "slope"])].copy()
     for column in ("delta", "ci_low", "ci_high", "p", "mde80"):
@@ -195,7 +195,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     note = (
         "\n\nmean: change from the starting policy over the stratum's questions; slope: that change per "
         "unit of the value scale s = 1 + min(10 v, 1); each the mean over seeds (n); delta: against the "
-        "correctness cell, 95% bootstrap interval over seeds and questions; MDE80: the smallest delta these "
+        f"{baseline} cell, 95% bootstrap interval over seeds and questions; MDE80: the smallest delta these "
         "seeds detect at 80% power (two-sided t, alpha 0.05)"
     )
     return view[[*context, *shown]].to_markdown(index=False) + note

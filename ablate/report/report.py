@@ -32,6 +32,7 @@ class Report:
     out_dir: Path  # where tables, figures and downloaded artifacts go
     n_boot: int = 2000  # paired-bootstrap resamples per comparison
     effect: float = 2.0  # the effect (in a metric's units) the power table gives the seeds needed for
+    baseline: str = BASELINE  # the reward variant the power table and the paired analysis compare with
     _cache: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -43,10 +44,11 @@ class Report:
         out_dir: str | Path | None = None,
         n_boot: int = 2000,
         effect: float = 2.0,
+        baseline: str = BASELINE,
     ) -> Report:
         out = Path(out_dir or f"reports/{study}")
         out.mkdir(parents=True, exist_ok=True)
-        return cls(StudyRuns(study, tracking_uri, experiment), out, n_boot, effect)
+        return cls(StudyRuns(study, tracking_uri, experiment), out, n_boot, effect, baseline)
 
     @cached_property
     def frame(self) -> pd.DataFrame:
@@ -82,7 +84,7 @@ class Report:
     @cached_property
     def power(self) -> pd.DataFrame:
         """Per variant vs correctness and metric: seeds, seed SD, MDE at 80% power, seeds for ``effect``."""
-        return power.power_table(self.finished, self.keys, METRICS, self.effect)
+        return power.power_table(self.finished, self.keys, METRICS, self.effect, self.baseline)
 
     @cached_property
     def paired(self) -> pd.DataFrame:
@@ -94,14 +96,16 @@ class Report:
         others = [k for k in self.keys if k != "reward"]
         tables = []
         for _, group in df.groupby(others, sort=False, dropna=False) if others else [(None, df)]:
-            if not (group["reward"] == BASELINE).any():
+            if not (group["reward"] == self.baseline).any():
                 continue
-            table = paired.paired_table(group, lambda row: row["reward"], self.changes, BASELINE, self.n_boot)
+            table = paired.paired_table(
+                group, lambda row: row["reward"], self.changes, self.baseline, self.n_boot
+            )
             context = group.iloc[0][others].to_dict() if others else {}
             tables.append(table.assign(**context))
         out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
         if not out.empty:
-            base_sd = out[out["cell"] == BASELINE].set_index(
+            base_sd = out[out["cell"] == self.baseline].set_index(
                 [*others, "outcome", "stratum", "regressor", "statistic"]
             )
             out["mde80"] = [self._mde(row, base_sd, others) for _, row in out.iterrows()]
@@ -109,7 +113,7 @@ class Report:
 
     def _mde(self, row: pd.Series, base: pd.DataFrame, others: list[str]) -> float:
         key = (*[row[k] for k in others], row["outcome"], row["stratum"], row["regressor"], row["statistic"])
-        if row["cell"] == BASELINE or key not in base.index:
+        if row["cell"] == self.baseline or key not in base.index:
             return float("nan")
         b = base.loc[key]
         return power.mde(row["seed_sd"], row["n"], b["seed_sd"], b["n"])
@@ -172,7 +176,7 @@ class Report:
         names = ["table.md", "table.tex", "table.csv", "runs.csv", "dynamics.md", "dynamics.csv", "power.csv"]
         if not self.paired.empty:
             self.paired.to_csv(out / "paired.csv", index=False)
-            (out / "paired.md").write_text(paired.to_markdown(self.paired) + "\n")
+            (out / "paired.md").write_text(paired.to_markdown(self.paired, self.baseline) + "\n")
             names += ["paired.csv", "paired.md"]
         paths = [out / name for name in names]
         paths += [p for drawn in self.figures().values() for p in drawn]
