@@ -70,3 +70,13 @@ def test_same_weights_and_logs_as_trl(overrides, skipped, tmp_path):
     assert ours.forwards["grad"] == theirs.forwards["grad"] == ours.state.global_step == 3
     assert theirs.forwards["no_grad"] >= 2  # TRL scores every generation batch
     assert ours.forwards["no_grad"] == (0 if skipped else theirs.forwards["no_grad"])
+
+
+def test_training_without_gradient_checkpointing_gives_the_same_weights(tmp_path):
+    # TRL turns checkpointing on; the CPU experiments turn it off to skip the backward's second forward.
+    on = train(RLOOTrainer, tmp_path / "on")
+    off = train(RLOOTrainer, tmp_path / "off", "+algo.args.gradient_checkpointing=false")
+    assert on.args.gradient_checkpointing and not off.args.gradient_checkpointing
+    for a, b in zip(on.model.parameters(), off.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert logged(on) == logged(off)
