@@ -110,6 +110,9 @@ def report(argv: list[str]) -> None:
     parser.add_argument(
         "--effect", type=float, default=2.0, help="effect size the power table gives seeds for"
     )
+    parser.add_argument(
+        "--baseline", default="correctness", help="reward the power and paired tables compare with"
+    )
     options, rest = parser.parse_known_args(argv)
     from ablate.sweep.study import load_study
 

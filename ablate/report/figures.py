@@ -6,6 +6,7 @@
 - EOS-logit gradient by value bucket over training steps
 - H-Acc vs value-noise sigma (a study varying ``reward.sigma``)
 - training reward curves
+- the change in stopping after the first answer line by value quintile (data with ``stop_text``)
 """
 
 from __future__ import annotations
@@ -117,4 +118,29 @@ def reward_curves(frame: pd.DataFrame, keys: list[str], history: Callable, stem:
         sns.lineplot(data=data, x="step", y="value", hue="variant", errorbar=CI, ax=ax)
         ax.set(xlabel="training step", ylabel=f"{y_label} (95% CI over seeds)", title=y_label.capitalize())
         ax.legend(title="reward variant")
+    return save(fig, stem)
+
+
+def stops_by_value(per_run: dict[str, pd.DataFrame], cell_of: dict[str, str], stem: Path) -> list[Path]:
+    """Change of the stopping log-odds after the first answer by value quintile, per difficulty and
+    cell: the seed mean of each run's quintile means, 95% CI over seeds (docs/positive_control.md)."""
+    rows = []
+    for run_id, changes in per_run.items():
+        for kind, part in changes.groupby("difficulty"):
+            part = part.reset_index(drop=True)
+            ranks = pd.Series(0, index=part.index)
+            ranks[part.index[metrics.value_order(part)]] = range(len(part))
+            quintile = ranks * 5 // len(part)
+            for q, mean in part.groupby(quintile)["d_stop_logit"].mean().items():
+                rows.append({"cell": cell_of[run_id], "difficulty": kind, "quintile": q + 1, "change": mean})
+    table = pd.DataFrame(rows)
+    kinds = sorted(table["difficulty"].unique())
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4), squeeze=False, sharey=True)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        part = table[table["difficulty"] == kind]
+        sns.lineplot(data=part, x="quintile", y="change", hue="cell", marker="o", errorbar=CI, ax=ax)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set(xlabel="value quintile (1 = lowest)", ylabel="change in stop log-odds, first answer line")
+        ax.set_xticks(range(1, 6))
+        ax.set_title(f"{kind} questions: stopping after the first answer")
     return save(fig, stem)

@@ -120,11 +120,14 @@ class Report:
 
     def changes(self, run_id: str) -> pd.DataFrame:
         """One run's per-question changes from its starting policy (``ablate.report.paired.changes``)."""
-        start = read_predictions(self.download(run_id, PREDICTIONS_START))
-        stops = None
-        if self._has_artifact(self.finished[self.finished["run_id"] == run_id], STOPS_FILE):
-            stops = pd.read_csv(self.download(run_id, STOPS_FILE))
-        return paired.changes(start, self.predictions(run_id), stops)
+        key = f"changes:{run_id}"
+        if key not in self._cache:
+            start = read_predictions(self.download(run_id, PREDICTIONS_START))
+            stops = None
+            if self._has_artifact(self.finished[self.finished["run_id"] == run_id], STOPS_FILE):
+                stops = pd.read_csv(self.download(run_id, STOPS_FILE))
+            self._cache[key] = paired.changes(start, self.predictions(run_id), stops)
+        return self._cache[key]
 
     def markdown(self) -> str:
         return to_markdown(self.table, self.keys)
@@ -154,6 +157,10 @@ class Report:
         if self._has_metric("eos/grad_abs_top20"):
             drawn["eos_gradient"] = figures.eos_gradient(df, keys, self.runs.history, out / "eos_gradient")
         drawn["reward_curves"] = figures.reward_curves(df, keys, self.runs.history, out / "reward_curves")
+        if not self.paired.empty and "d_stop_logit" in set(self.paired["outcome"]):
+            per_run = {run_id: self.changes(run_id) for run_id in df["run_id"]}
+            cells = dict(zip(df["run_id"], figures.label(df, keys), strict=True))
+            drawn["stops_by_value"] = figures.stops_by_value(per_run, cells, out / "stops_by_value")
         return drawn
 
     def _has_artifact(self, df: pd.DataFrame, path: str) -> bool:
