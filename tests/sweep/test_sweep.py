@@ -191,6 +191,7 @@ def test_sigkilled_worker_is_detected_and_its_cell_retried_in_the_same_sweep(tmp
     check_killed_and_retried(tmp_path, storage, victim.number)
 
 
+@pytest.mark.slow
 def test_several_trials_per_worker_give_the_same_runs_as_one_process_each(tmp_path):
     study_file = write_study(tmp_path)
     metrics = {}
