@@ -1,11 +1,13 @@
-"""Trials per hour of ``ablate sweep`` with 1 vs 2 local workers, on tiny trials (target >= 1.8x).
+"""Trials per hour of ``ablate sweep`` on tiny trials: 1 vs 2 local workers (target >= 1.8x), or, with
+``--per-worker N``, 2 workers running 1 vs N trials each before they exit (the start-up saved).
 
-Each repeat runs the same grid study twice, once per worker count, in fresh directories
-(fresh SQLite stores), alternating the order so machine noise hits both. Wall time counts
-everything a user waits for: the launcher's start-up and config checks, each trial's process
-start-up, training, evaluation and logging. Medians over repeats and their ratio are printed.
+Each repeat runs the same grid study twice, once per setting, in fresh directories (fresh
+SQLite stores), alternating the order so machine noise hits both. Wall time counts everything
+a user waits for: the launcher's start-up and config checks, each worker's process start-up,
+training, evaluation and logging. Medians over repeats and their ratio are printed.
 
     python bench/sweep_throughput.py --repeats 3 --cells 8
+    python bench/sweep_throughput.py --repeats 3 --cells 8 --per-worker 4
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ TINY = [
 ]  # fmt: skip
 
 
-def one_sweep(root: Path, cells: int, workers: int) -> float:
+def one_sweep(root: Path, cells: int, workers: int, per_worker: int = 1) -> float:
     """Wall seconds of one ``ablate sweep`` of ``cells`` tiny trials with ``workers`` workers."""
     root.mkdir(parents=True)
     study = root / "bench.yaml"
@@ -36,7 +38,7 @@ def one_sweep(root: Path, cells: int, workers: int) -> float:
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "ablate", "sweep", f"study={study}", f"sweep.workers={workers}",
-         "sweep.progress=false"],
+         f"sweep.trials_per_worker={per_worker}", "sweep.progress=false"],
         cwd=root, capture_output=True, text=True,
     )  # fmt: skip
     elapsed = time.perf_counter() - start
@@ -49,17 +51,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cells", type=int, default=8, help="tiny trials per sweep")
+    parser.add_argument(
+        "--per-worker", type=int, default=0, help="compare 1 vs N trials per worker (2 workers)"
+    )
     args = parser.parse_args()
-    rates: dict[int, list[float]] = {1: [], 2: []}
+    # (label, workers, trials per worker) of the two settings compared
+    settings = ([("1 worker", 1, 1), ("2 workers", 2, 1)] if not args.per_worker
+                else [("1 trial/worker", 2, 1), (f"{args.per_worker} trials/worker", 2, args.per_worker)])  # fmt: skip
+    rates: dict[str, list[float]] = {label: [] for label, _, _ in settings}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
-            for workers in (1, 2) if i % 2 == 0 else (2, 1):
-                seconds = one_sweep(Path(tmp) / f"r{i}w{workers}", args.cells, workers)
-                rates[workers].append(args.cells / seconds * 3600)
-                print(f"repeat {i} workers={workers}: {seconds:6.1f} s, {rates[workers][-1]:6.1f} trials/h",
-                      flush=True)  # fmt: skip
-    one, two = statistics.median(rates[1]), statistics.median(rates[2])
-    print(f"median trials/hour: 1 worker {one:.1f}, 2 workers {two:.1f}, ratio {two / one:.2f}")
+            for j, (label, workers, per_worker) in enumerate(settings if i % 2 == 0 else settings[::-1]):
+                seconds = one_sweep(Path(tmp) / f"r{i}s{j}", args.cells, workers, per_worker)
+                rates[label].append(args.cells / seconds * 3600)
+                print(f"repeat {i} {label}: {seconds:6.1f} s, {rates[label][-1]:6.1f} trials/h", flush=True)
+    (a, _, _), (b, _, _) = settings
+    first, second = statistics.median(rates[a]), statistics.median(rates[b])
+    print(f"median trials/hour: {a} {first:.1f}, {b} {second:.1f}, ratio {second / first:.2f}")
+    print(f"median seconds a trial: {a} {3600 / first:.1f}, {b} {3600 / second:.1f}")
 
 
 if __name__ == "__main__":
