@@ -56,8 +56,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     # (label, workers, trials per worker) of the two settings compared
-    settings = ([("1 worker", 1, 1), ("2 workers", 2, 1)] if not args.per_worker
-                else [("1 trial/worker", 2, 1), (f"{args.per_worker} trials/worker", 2, args.per_worker)])  # fmt: skip
+    settings = [("1 worker", 1, 1), ("2 workers", 2, 1)]
+    if args.per_worker:
+        settings = [("1 trial/worker", 2, 1), (f"{args.per_worker} trials/worker", 2, args.per_worker)]
     rates: dict[str, list[float]] = {label: [] for label, _, _ in settings}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
