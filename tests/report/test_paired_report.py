@@ -20,7 +20,15 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("paired")
-    overrides = [*CHECKS_FAST, "steps=3", "lr=0.02", "diagnostics.start=true", "diagnostics.stops=true"]
+    judge = "verifier.judge={_target_: tests.helpers.CompletionHashJudge}"  # half right: the policies move
+    overrides = [
+        *CHECKS_FAST,
+        "steps=3",
+        "lr=0.02",
+        "diagnostics.start=true",
+        "diagnostics.stops=true",
+        judge,
+    ]
     path = write_study(root, overrides=overrides)
     proc = sweep(root, path, "sweep.workers=2", env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, output(proc)
