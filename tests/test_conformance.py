@@ -6,9 +6,12 @@ import pytest
 from ablate.cli import CONF_DIR
 from ablate.train import run
 from tests.helpers import FAST, compose_train
+from tests.test_train import CHECKS_FAST
 
 REWARDS = sorted(p.stem for p in (CONF_DIR / "reward").glob("*.yaml"))
 ALGOS = sorted(p.stem for p in (CONF_DIR / "algo").glob("*.yaml"))
+# A reward that reads a column only some data writes trains on that data.
+DATA_FOR = {"rlev_shown": [o for o in CHECKS_FAST if not o.startswith(("steps=", "eval_limit="))]}
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +24,8 @@ def store(tmp_path_factory):
 @pytest.mark.parametrize("reward", REWARDS)
 def test_reward_trains_with_algo(reward, algo, store, tmp_path):
     cfg = compose_train(
-        *FAST, f"reward={reward}", f"algo={algo}", "steps=1", "eval_limit=4", f"tracking.uri={store}",
-        f"output_dir={tmp_path}",
+        *DATA_FOR.get(reward, FAST), f"reward={reward}", f"algo={algo}", "steps=1", "eval_limit=4",
+        f"tracking.uri={store}", f"output_dir={tmp_path}",
     )  # fmt: skip
     summary = run(cfg)
     log = pd.read_csv(tmp_path / "train_log.csv")
@@ -31,3 +34,11 @@ def test_reward_trains_with_algo(reward, algo, store, tmp_path):
     low, high = (1.0, 2.0) if reward != "multiplicative" else (1.0, 11.0)
     assert low <= log["reward/scale_mean"].iloc[0] <= high
     assert summary["n"] == 4
+
+
+def test_a_reward_whose_column_the_data_lacks_is_refused_before_the_model_loads(tmp_path):
+    cfg = compose_train(*FAST, "reward=rlev_shown", f"tracking.uri=sqlite:///{tmp_path}/m.db",
+                        f"output_dir={tmp_path}/run")  # fmt: skip
+    with pytest.raises(ValueError, match=r"reward=rlev_shown needs a 'shown_value' column.*data=checks"):
+        run(cfg)
+    assert not (tmp_path / "run" / "train_log.csv").exists()

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ablate.rewards.base import RLEVReward
 
@@ -25,6 +26,15 @@ class ShownValueReward(RLEVReward):
     """
 
     name = "rlev_shown"
+
+    def fit(self, train: pd.DataFrame) -> ShownValueReward:
+        # Fail before the model loads, not at the first reward call.
+        if "shown_value" not in train.columns:
+            raise ValueError(
+                f"reward={self.name} needs a 'shown_value' column, which data=checks writes "
+                f"(data.points: shown | hidden | shuffled); this data has {sorted(train.columns)}"
+            )
+        return self
 
     def values(self, n: int, columns: dict[str, Sequence[Any]]) -> np.ndarray:
         if "shown_value" not in columns:
