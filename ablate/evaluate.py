@@ -1,7 +1,9 @@
 """Greedy evaluation on the test split, and re-scoring of saved predictions tables.
 
 ``ablate evaluate --predictions FILE.jsonl`` recomputes the paper's metrics from a table with
-``value, correct, length`` columns, e.g. after re-judging completions with another judge.
+``value, correct, length`` columns. ``--rejudge OVERRIDE ...`` re-scores its completions with another
+checker (``verifier=llm_judge verifier.judge.base_url=URL verifier.judge.model=M``, ``data=gaokao`` for
+the questions) and prints the agreement table and the metrics under each (see docs/verify.md).
 """
 
 from __future__ import annotations
@@ -134,15 +136,56 @@ def evaluate_file(path: str | Path) -> dict[str, float]:
     return metrics.summary(metrics.check_predictions(read_predictions(path), str(path)))
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="ablate evaluate", description=__doc__)
     parser.add_argument("--predictions", required=True, help="JSONL/CSV/Parquet with value, correct, length")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.add_argument(
+        "--rejudge",
+        nargs="+",
+        metavar="OVERRIDE",
+        help="re-score the completions with the verifier of these config overrides, e.g. verifier=llm_judge "
+        "verifier.judge.base_url=URL verifier.judge.model=NAME [data=gaokao for the questions]",
+    )
+    parser.add_argument("--output", help="with --rejudge: write the table, correct as rejudged, here")
     args = parser.parse_args(argv)
     table = metrics.check_predictions(read_predictions(args.predictions), args.predictions)
+    if args.rejudge:
+        return rejudge_file(table, args.predictions, args.rejudge, args.output, args.json)
     summary = metrics.summary(table)
     if args.json:
         print(json.dumps(summary))
     else:
         print(format_metrics(summary, metrics.length_by_value_bucket(table)))
     return summary
+
+
+def rejudge_file(
+    table: pd.DataFrame, source: str, overrides: list[str], output: str | None = None, as_json: bool = False
+) -> dict[str, Any]:
+    """Re-score ``table`` with the verifier of ``overrides``; print the agreement and both sets of metrics."""
+    from ablate.verify import rejudge as rj
+
+    verifier, data_cfg = rj.compose(overrides)
+    if data_cfg is not None:
+        table = rj.with_questions(table, data_cfg, source)
+    judged = rj.rejudge(table, verifier, source)
+    counts = rj.agreement(judged["correct"], judged["rejudged"])
+    after = judged.assign(correct=judged["rejudged"])
+    result: dict[str, Any] = {"agreement": counts, "a": metrics.summary(table), "b": metrics.summary(after)}
+    if verifier.partial:
+        result["b_points_h_acc"] = rj.points_h_acc(judged["value"], judged["credit"])
+    if output:
+        write_predictions(after.drop(columns=["rejudged"]), output)
+    if as_json:
+        print(json.dumps(result))
+        return result
+    print(f"B = {' '.join(overrides)}")
+    print(rj.format_agreement(counts))
+    print(f"A (as saved):  {format_metrics(result['a'])}")
+    print(f"B (rejudged):  {format_metrics(result['b'])}")
+    if "b_points_h_acc" in result:
+        print(
+            f"B with partial credit: H-Acc {result['b_points_h_acc']:.1f} (points earned / points available)"
+        )
+    return result

@@ -1,7 +1,8 @@
 """A real OpenAI-compatible chat server on 127.0.0.1 for testing the LLM judge over real HTTP.
 
-Its "model" is a deterministic rule instead of a network: it reads the judge prompt's solution and
-reference and answers YES when the reference is the last word of the solution's last line, else NO.
+Its "model" is a deterministic rule (``rule``: the prompt's text -> the reply) instead of a network; the
+default reads the judge prompt's solution and reference and answers YES when the reference is the last
+word of the solution's last line, else NO.
 It implements ``GET /v1/models`` and ``POST /v1/chat/completions`` as vLLM and ``transformers serve``
 do, records every request (path, headers, JSON body), and counts requests in flight. Solutions that
 contain ``SLOW`` are answered after ``slow_s`` seconds, ``BROKEN`` gets HTTP 500, ``MUMBLE`` a reply
@@ -14,6 +15,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -35,12 +37,19 @@ def rule_verdict(content: str) -> str:
 class JudgeServer:
     """``with JudgeServer() as server:`` serves at ``server.url`` (``http://127.0.0.1:PORT/v1``)."""
 
-    def __init__(self, model: str = "rule-judge", slow_s: float = 3.0, latency_s: float = 0.0):
-        self.model, self.slow_s, self.latency_s = model, slow_s, latency_s
+    def __init__(
+        self,
+        model: str = "rule-judge",
+        slow_s: float = 3.0,
+        latency_s: float = 0.0,
+        rule: Callable[[str], str] = rule_verdict,
+        port: int = 0,
+    ):
+        self.model, self.slow_s, self.latency_s, self.rule = model, slow_s, latency_s, rule
         self.requests: list[dict[str, Any]] = []
         self.in_flight = self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True  # a slow reply must not hold up stop()
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
@@ -106,7 +115,7 @@ class JudgeServer:
                     time.sleep(server.slow_s)
                 if "BROKEN" in content:
                     return self._send(500, {"error": {"message": "internal error"}})
-                reply = "Perhaps." if "MUMBLE" in content else rule_verdict(content)
+                reply = "Perhaps." if "MUMBLE" in content else server.rule(content)
                 self._send(
                     200,
                     {
