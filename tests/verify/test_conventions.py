@@ -120,6 +120,13 @@ def test_multi_select_half_credit_for_a_right_subset(completion, credit):
     assert verifier.score(completion, "BC") == float(credit == 1.0)
 
 
+def test_a_list_reference_is_slots_each_of_its_own_kind():
+    two = "（1）【答案】 $\\frac{1}{2}$ <eoa>\n（2）【答案】 Paris <eoa>"
+    assert verifier(two, ["0.5", "paris"]) is True
+    assert partial.score(two, ["0.5", "London"]) == 0.5
+    assert verifier(two, ["0.5", "London"]) is False
+
+
 def test_math_reads_marks_and_full_width():
     assert verifier("【解析】…<eoe>\n【答案】$\\frac{1}{2}$<eoa>", "\\frac{1}{2}", answer_type="math") is True
     assert verifier("【答案】 $(-1，3)$ <eoa>", "(-1,3)", answer_type="math") is True  # full-width comma
