@@ -20,7 +20,7 @@ from ablate import metrics
 if TYPE_CHECKING:
     from ablate.verify import Verifier
 
-PREDICTION_COLUMNS = ("id", "exam_id", "value", "answer", "completion", "correct", "length")
+PREDICTION_COLUMNS = ("id", "exam_id", "value", "answer", "completion", "correct", "credit", "length")
 
 
 PREDICTIONS_START = "predictions_start.jsonl"  # the policy before training (diagnostics.start)
@@ -62,25 +62,26 @@ def predict(
         )
         for i, ids in zip(chunk, batch, strict=True):
             generated[i] = ids
-    rows = []
-    for (_, q), prompt, ids in zip(questions.iterrows(), prompt_ids, generated, strict=True):
-        length = len(ids) - 1 if ids and ids[-1] in stops else len(ids)
-        completion = tokenizer.decode(ids[:length], skip_special_tokens=True)
-        correct = verifier(completion, q["answer"], prompt=q["prompt"], answer_type=q.get("answer_type"))
-        rows.append(
-            {
-                "id": q["id"],
-                "exam_id": q["exam_id"],
-                "value": float(q["value"]),
-                "answer": q["answer"],
-                "completion": completion,
-                "correct": bool(correct),
-                "length": length,
-                "prompt_ids": prompt,
-                "completion_ids": ids,
-            }
-        )
-    return pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, "prompt_ids", "completion_ids"])
+    lengths = [len(ids) - 1 if ids and ids[-1] in stops else len(ids) for ids in generated]
+    completions = [
+        tokenizer.decode(ids[:n], skip_special_tokens=True) for ids, n in zip(generated, lengths, strict=True)
+    ]
+    types = questions["answer_type"].tolist() if "answer_type" in questions else None
+    # One batch for the verifier: an LLM judge sends it as concurrent requests.
+    credits = verifier.score_many(
+        completions, questions["answer"].tolist(), questions["prompt"].tolist(), types
+    )
+    table = questions[["id", "exam_id", "value", "answer"]].reset_index(drop=True)
+    rows = table.assign(
+        value=table["value"].astype(float),
+        completion=completions,
+        correct=[c == 1.0 for c in credits],
+        credit=credits,
+        length=lengths,
+        prompt_ids=prompt_ids,
+        completion_ids=generated,
+    )
+    return rows[[*PREDICTION_COLUMNS, "prompt_ids", "completion_ids"]]
 
 
 def prompt_text(prompt: Any, tokenizer: Any) -> str:
@@ -172,9 +173,8 @@ def rejudge_file(
     judged = rj.rejudge(table, verifier, source)
     counts = rj.agreement(judged["correct"], judged["rejudged"])
     after = judged.assign(correct=judged["rejudged"])
+    # B's metrics take its credit: with verifier.partial=true, H-Acc is points earned / points available.
     result: dict[str, Any] = {"agreement": counts, "a": metrics.summary(table), "b": metrics.summary(after)}
-    if verifier.partial:
-        result["b_points_h_acc"] = rj.points_h_acc(judged["value"], judged["credit"])
     if output:
         write_predictions(after.drop(columns=["rejudged"]), output)
     if as_json:
@@ -183,9 +183,6 @@ def rejudge_file(
     print(f"B = {' '.join(overrides)}")
     print(rj.format_agreement(counts))
     print(f"A (as saved):  {format_metrics(result['a'])}")
-    print(f"B (rejudged):  {format_metrics(result['b'])}")
-    if "b_points_h_acc" in result:
-        print(
-            f"B with partial credit: H-Acc {result['b_points_h_acc']:.1f} (points earned / points available)"
-        )
+    partial = " (partial credit: Acc is the mean credit, H-Acc points earned / available)"
+    print(f"B (rejudged):  {format_metrics(result['b'])}{partial if verifier.partial else ''}")
     return result

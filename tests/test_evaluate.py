@@ -116,14 +116,15 @@ def test_rejudge_joins_questions_from_a_data_config(tmp_path, capsys):
     assert result["agreement"] == {
         "both_right": 0, "both_wrong": 0, "only_a": 1, "only_b": 1, "n": 2, "agreement": 0.0
     }  # fmt: skip
-    assert result["b"]["h_acc"] == pytest.approx(25.0)
-    assert result["b_points_h_acc"] == pytest.approx(100 * (0.25 + 0.75 * 0.5))  # half the slots of the 2nd
-    assert "B with partial credit: H-Acc 62.5 (points earned / points available)" in capsys.readouterr().out
+    assert result["b"]["h_acc"] == pytest.approx(100 * (0.25 + 0.75 * 0.5))  # half the slots of the 2nd
+    assert result["b"]["acc"] == pytest.approx(100 * (1 + 0.5) / 2)  # the mean credit
+    printed = capsys.readouterr().out
+    assert "H-Acc 62.5" in printed and "partial credit: Acc is the mean credit" in printed
     # Without the data config the answer types are unknown: "AC" then reads as a two-letter choice.
     plain = main(
         ["--predictions", str(path), "--rejudge", "verifier=default", "verifier.partial=true", "--json"]
     )
-    assert plain["b_points_h_acc"] == pytest.approx(25.0)
+    assert plain["b"]["h_acc"] == pytest.approx(25.0)
 
 
 def test_rejudge_bad_input_names_what_to_fix(tmp_path):

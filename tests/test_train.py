@@ -33,6 +33,7 @@ def test_train_run_writes_metrics_that_evaluate_reproduces(tmp_path):
         "answer",
         "completion",
         "correct",
+        "credit",  # the fraction of points earned (1.0 or 0.0 unless verifier.partial=true)
         "length",
     ]
     assert predictions["length"].between(0, 12).all()
@@ -161,9 +162,10 @@ CHECKS_FAST = [
 
 def test_start_policy_and_stop_probabilities_are_kept_for_the_paired_analysis(tmp_path):
     db = f"sqlite:///{tmp_path}/mlflow.db"
+    judge = "verifier.judge={_target_: tests.helpers.CompletionHashJudge}"  # half right: the policy moves
     cfg = compose_train(
         *CHECKS_FAST, "diagnostics.start=true", "diagnostics.stops=true", f"output_dir={tmp_path}/run",
-        f"tracking.uri={db}",
+        f"tracking.uri={db}", judge,
     )  # fmt: skip
     summary = run(cfg)
     out = tmp_path / "run"

@@ -108,13 +108,3 @@ def format_agreement(counts: dict[str, float]) -> str:
             f"{counts['agreement']:.1f}% of {counts['n']} agree",
         ]
     )
-
-
-def points_h_acc(value: pd.Series, credit: pd.Series) -> float:
-    """H-Acc with partial credit: points earned / points available, in percent.
-
-    >>> points_h_acc(pd.Series([0.1, 0.3]), pd.Series([1.0, 0.5]))
-    62.5
-    """
-    total = float(value.sum())
-    return float("nan") if total == 0 else 100.0 * float((value * credit).sum()) / total
