@@ -1,7 +1,9 @@
 """Greedy evaluation on the test split, and re-scoring of saved predictions tables.
 
 ``ablate evaluate --predictions FILE.jsonl`` recomputes the paper's metrics from a table with
-``value, correct, length`` columns, e.g. after re-judging completions with another judge.
+``value, correct, length`` columns. ``--rejudge OVERRIDE ...`` re-scores its completions with another
+checker (``verifier=llm_judge verifier.judge.base_url=URL verifier.judge.model=M``, ``data=gaokao`` for
+the questions) and prints the agreement table and the metrics under each (see docs/verify.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ablate import metrics
 if TYPE_CHECKING:
     from ablate.verify import Verifier
 
-PREDICTION_COLUMNS = ("id", "exam_id", "value", "answer", "completion", "correct", "length")
+PREDICTION_COLUMNS = ("id", "exam_id", "value", "answer", "completion", "correct", "credit", "length")
 
 
 PREDICTIONS_START = "predictions_start.jsonl"  # the policy before training (diagnostics.start)
@@ -60,25 +62,26 @@ def predict(
         )
         for i, ids in zip(chunk, batch, strict=True):
             generated[i] = ids
-    rows = []
-    for (_, q), prompt, ids in zip(questions.iterrows(), prompt_ids, generated, strict=True):
-        length = len(ids) - 1 if ids and ids[-1] in stops else len(ids)
-        completion = tokenizer.decode(ids[:length], skip_special_tokens=True)
-        correct = verifier(completion, q["answer"], prompt=q["prompt"], answer_type=q.get("answer_type"))
-        rows.append(
-            {
-                "id": q["id"],
-                "exam_id": q["exam_id"],
-                "value": float(q["value"]),
-                "answer": q["answer"],
-                "completion": completion,
-                "correct": bool(correct),
-                "length": length,
-                "prompt_ids": prompt,
-                "completion_ids": ids,
-            }
-        )
-    return pd.DataFrame(rows, columns=[*PREDICTION_COLUMNS, "prompt_ids", "completion_ids"])
+    lengths = [len(ids) - 1 if ids and ids[-1] in stops else len(ids) for ids in generated]
+    completions = [
+        tokenizer.decode(ids[:n], skip_special_tokens=True) for ids, n in zip(generated, lengths, strict=True)
+    ]
+    types = questions["answer_type"].tolist() if "answer_type" in questions else None
+    # One batch for the verifier: an LLM judge sends it as concurrent requests.
+    credits = verifier.score_many(
+        completions, questions["answer"].tolist(), questions["prompt"].tolist(), types
+    )
+    table = questions[["id", "exam_id", "value", "answer"]].reset_index(drop=True)
+    rows = table.assign(
+        value=table["value"].astype(float),
+        completion=completions,
+        correct=[c == 1.0 for c in credits],
+        credit=credits,
+        length=lengths,
+        prompt_ids=prompt_ids,
+        completion_ids=generated,
+    )
+    return rows[[*PREDICTION_COLUMNS, "prompt_ids", "completion_ids"]]
 
 
 def prompt_text(prompt: Any, tokenizer: Any) -> str:
@@ -134,15 +137,52 @@ def evaluate_file(path: str | Path) -> dict[str, float]:
     return metrics.summary(metrics.check_predictions(read_predictions(path), str(path)))
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="ablate evaluate", description=__doc__)
     parser.add_argument("--predictions", required=True, help="JSONL/CSV/Parquet with value, correct, length")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.add_argument(
+        "--rejudge",
+        nargs="+",
+        metavar="OVERRIDE",
+        help="re-score the completions with the verifier of these config overrides, e.g. verifier=llm_judge "
+        "verifier.judge.base_url=URL verifier.judge.model=NAME [data=gaokao for the questions]",
+    )
+    parser.add_argument("--output", help="with --rejudge: write the table, correct as rejudged, here")
     args = parser.parse_args(argv)
     table = metrics.check_predictions(read_predictions(args.predictions), args.predictions)
+    if args.rejudge:
+        return rejudge_file(table, args.predictions, args.rejudge, args.output, args.json)
     summary = metrics.summary(table)
     if args.json:
         print(json.dumps(summary))
     else:
         print(format_metrics(summary, metrics.length_by_value_bucket(table)))
     return summary
+
+
+def rejudge_file(
+    table: pd.DataFrame, source: str, overrides: list[str], output: str | None = None, as_json: bool = False
+) -> dict[str, Any]:
+    """Re-score ``table`` with the verifier of ``overrides``; print the agreement and both sets of metrics."""
+    from ablate.verify import rejudge as rj
+
+    verifier, data_cfg = rj.compose(overrides)
+    if data_cfg is not None:
+        table = rj.with_questions(table, data_cfg, source)
+    judged = rj.rejudge(table, verifier, source)
+    counts = rj.agreement(judged["correct"], judged["rejudged"])
+    after = judged.assign(correct=judged["rejudged"])
+    # B's metrics take its credit: with verifier.partial=true, H-Acc is points earned / points available.
+    result: dict[str, Any] = {"agreement": counts, "a": metrics.summary(table), "b": metrics.summary(after)}
+    if output:
+        write_predictions(after.drop(columns=["rejudged"]), output)
+    if as_json:
+        print(json.dumps(result))
+        return result
+    print(f"B = {' '.join(overrides)}")
+    print(rj.format_agreement(counts))
+    print(f"A (as saved):  {format_metrics(result['a'])}")
+    partial = " (partial credit: Acc is the mean credit, H-Acc points earned / available)"
+    print(f"B (rejudged):  {format_metrics(result['b'])}{partial if verifier.partial else ''}")
+    return result

@@ -1,7 +1,9 @@
 """The paper's evaluation metrics, in one place for training, sweeps and reports.
 
 Input is a predictions table with one row per test question: ``value`` (v = points / exam
-total), ``correct`` (bool) and ``length`` (generated tokens).
+total), ``correct`` (bool) and ``length`` (generated tokens). A ``credit`` column (the fraction
+of the question's points earned, ``verifier.partial=true``) replaces ``correct`` in every
+accuracy: Acc is then the mean credit and H-Acc points earned over points available.
 
 - Acc: percent correct.
 - H-Acc: ``100 * sum(v over correct) / sum(v over all)``.
@@ -53,7 +55,21 @@ def check_predictions(df: pd.DataFrame, source: str = "predictions") -> pd.DataF
             f"{source}: row {i + 1}: 'correct' must be true/false or 1/0, got {df['correct'].iloc[i]!r}"
         )
     df["correct"] = correct.astype(bool)
+    if "credit" in df:
+        credit = pd.to_numeric(df["credit"], errors="coerce")
+        bad = credit.isna() | (credit < 0) | (credit > 1)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(
+                f"{source}: row {i + 1}: 'credit' must be a number in [0, 1], got {df['credit'].iloc[i]!r}"
+            )
+        df["credit"] = credit.astype(float)
     return df
+
+
+def credit(df: pd.DataFrame) -> pd.Series:
+    """Each question's credit: the ``credit`` column, else 1.0 for a correct answer and 0.0 otherwise."""
+    return df["credit"] if "credit" in df else df["correct"].astype(float)
 
 
 def _as_bool(x: object) -> bool | None:
@@ -66,10 +82,10 @@ def _as_bool(x: object) -> bool | None:
     return None
 
 
-def h_acc(value: np.ndarray, correct: np.ndarray) -> float:
-    """Human-aligned accuracy in percent; NaN when every question is worth 0."""
+def h_acc(value: np.ndarray, credit: np.ndarray) -> float:
+    """Human-aligned accuracy in percent (points earned / points available); NaN when all are worth 0."""
     total = float(np.sum(value))
-    return float("nan") if total == 0 else 100.0 * float(np.sum(value[correct])) / total
+    return float("nan") if total == 0 else 100.0 * float(np.sum(value * credit)) / total
 
 
 def value_order(df: pd.DataFrame) -> np.ndarray:
@@ -100,17 +116,18 @@ def summary(df: pd.DataFrame) -> dict[str, float]:
     """Acc, H-Acc, length, value density, top/bottom-20% Acc, the length gap between the top- and
     bottom-20% valued questions, and the row count."""
     df = check_predictions(df)
-    value, correct = df["value"].to_numpy(), df["correct"].to_numpy()
+    df["credit"] = credit(df)
+    value, earned = df["value"].to_numpy(), df["credit"].to_numpy()
     length = float(df["length"].mean())
-    hacc = h_acc(value, correct)
+    hacc = h_acc(value, earned)
     top, bottom = top_bottom(df)
     return {
-        "acc": 100.0 * float(correct.mean()),
+        "acc": 100.0 * float(earned.mean()),
         "h_acc": hacc,
         "length": length,
         "value_density": hacc / length if length > 0 else float("nan"),
-        "acc_top20": 100.0 * float(top["correct"].mean()),
-        "acc_bottom20": 100.0 * float(bottom["correct"].mean()),
+        "acc_top20": 100.0 * float(top["credit"].mean()),
+        "acc_bottom20": 100.0 * float(bottom["credit"].mean()),
         # > 0: longer answers where more is at stake (the paper's Figure on length by value)
         "length_gap": float(top["length"].mean() - bottom["length"].mean()),
         "n": float(len(df)),
@@ -120,6 +137,7 @@ def summary(df: pd.DataFrame) -> dict[str, float]:
 def length_by_value_bucket(df: pd.DataFrame, buckets: int = 5) -> pd.DataFrame:
     """Mean length, Acc and value per value bucket (equal-count buckets by value rank, low to high)."""
     df = check_predictions(df)
+    df["credit"] = credit(df)
     ranks = np.empty(len(df), dtype=int)
     ranks[value_order(df)] = np.arange(len(df))
     df["bucket"] = ranks * buckets // len(df)
@@ -130,7 +148,7 @@ def length_by_value_bucket(df: pd.DataFrame, buckets: int = 5) -> pd.DataFrame:
             "value_max": grouped["value"].max(),
             "value_mean": grouped["value"].mean(),
             "length": grouped["length"].mean(),
-            "acc": 100.0 * grouped["correct"].mean(),
+            "acc": 100.0 * grouped["credit"].mean(),
             "n": grouped.size(),
         }
     )

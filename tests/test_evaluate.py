@@ -2,10 +2,15 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from ablate.evaluate import evaluate_file, main, write_predictions
+from tests.conftest import FIXTURES
 from tests.test_metrics import FIVE
+from tests.verify.judge_server import JudgeServer
+
+GAOKAO_FIXTURE = FIXTURES / "gaokao"
 
 
 def test_cli_prints_and_returns_the_metrics(tmp_path, capsys):
@@ -42,3 +47,100 @@ def test_bad_file_errors_name_file_and_line(tmp_path):
         evaluate_file(bad)
     with pytest.raises(FileNotFoundError, match="--predictions"):
         evaluate_file(tmp_path / "missing.jsonl")
+
+
+def judged_table() -> pd.DataFrame:
+    # A (the saved correct): right, right, wrong, wrong; the judge (last word = reference): right, wrong,
+    # right, wrong.
+    return pd.DataFrame(
+        {
+            "id": ["q1", "q2", "q3", "q4"],
+            "exam_id": ["e"] * 4,
+            "value": [0.1, 0.2, 0.3, 0.4],
+            "answer": ["42", "42", "7", "5"],
+            "completion": ["so it is 42", "so it is 41", "so it is 7", "no idea"],
+            "correct": [True, True, False, False],
+            "length": [10, 20, 30, 40],
+            "prompt": ["What is 6*7?", "What is 6*7?", "What is 3+4?", "What is 2+3?"],
+        }
+    )
+
+
+def test_rejudge_with_the_llm_judge_prints_the_agreement_table(tmp_path, capsys):
+    path = write_predictions(judged_table(), tmp_path / "predictions.jsonl")
+    out = tmp_path / "rejudged.jsonl"
+    with JudgeServer() as server:
+        overrides = [
+            "verifier=llm_judge",
+            f"verifier.judge.base_url={server.url}",
+            "verifier.judge.model=rule-judge",
+        ]
+        result = main(["--predictions", str(path), "--rejudge", *overrides, "--output", str(out)])
+        questions = [b["messages"][0]["content"].split("\n\n")[1] for b in server.chats()]
+    assert result["agreement"] == {
+        "both_right": 1, "both_wrong": 1, "only_a": 1, "only_b": 1, "n": 4, "agreement": 50.0
+    }  # fmt: skip
+    assert result["a"]["h_acc"] == pytest.approx(30.0) and result["b"]["h_acc"] == pytest.approx(40.0)
+    assert (
+        sorted(questions)
+        == ["Question:\nWhat is 2+3?", "Question:\nWhat is 3+4?"] + ["Question:\nWhat is 6*7?"] * 2
+    )
+    printed = capsys.readouterr().out
+    assert "  A right          1        1\n  A wrong          1        1\n" in printed
+    assert "both right 1, both wrong 1, only A 1, only B 1: 50.0% of 4 agree" in printed
+    assert (
+        "A (as saved):  n=4  Acc 50.0  H-Acc 30.0" in printed
+        and "B (rejudged):  n=4  Acc 50.0  H-Acc 40.0" in printed
+    )
+    assert pd.read_json(out, lines=True)["correct"].tolist() == [True, False, True, False]
+
+
+def test_rejudge_joins_questions_from_a_data_config(tmp_path, capsys):
+    two = "（1）【答案】 A <eoa>\n（2）【答案】 B <eoa>"  # the second of two slots wrong
+    table = pd.DataFrame(
+        {
+            "id": ["2010-2022_Math_I_MCQs:0", "2010-2022_Math_I_MCQs:5"],
+            "exam_id": ["e", "e"],
+            "value": [0.25, 0.75],
+            "answer": ["D", "AC"],
+            "completion": ["【答案】：Ｄ <eoa>", two],
+            "correct": [False, True],
+            "length": [5, 9],
+        }
+    )
+    path = write_predictions(table, tmp_path / "p.jsonl")
+    data = ["data=gaokao", f"data.path={GAOKAO_FIXTURE}", "data.on_bad_row=skip", "data.total=present"]
+    result = main(
+        ["--predictions", str(path), "--rejudge", "verifier=default", "verifier.partial=true", *data]
+    )
+    assert result["agreement"] == {
+        "both_right": 0, "both_wrong": 0, "only_a": 1, "only_b": 1, "n": 2, "agreement": 0.0
+    }  # fmt: skip
+    assert result["b"]["h_acc"] == pytest.approx(100 * (0.25 + 0.75 * 0.5))  # half the slots of the 2nd
+    assert result["b"]["acc"] == pytest.approx(100 * (1 + 0.5) / 2)  # the mean credit
+    printed = capsys.readouterr().out
+    assert "H-Acc 62.5" in printed and "partial credit: Acc is the mean credit" in printed
+    # Without the data config the answer types are unknown: "AC" then reads as a two-letter choice.
+    plain = main(
+        ["--predictions", str(path), "--rejudge", "verifier=default", "verifier.partial=true", "--json"]
+    )
+    assert plain["b"]["h_acc"] == pytest.approx(25.0)
+
+
+def test_rejudge_bad_input_names_what_to_fix(tmp_path):
+    path = write_predictions(judged_table().drop(columns=["completion"]), tmp_path / "p.jsonl")
+    with pytest.raises(
+        ValueError, match=r"p\.jsonl: --rejudge needs columns \['completion', 'answer'\]; missing"
+    ):
+        main(["--predictions", str(path), "--rejudge", "verifier=default"])
+    path = write_predictions(judged_table(), tmp_path / "p.jsonl")
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)--rejudge verifier=nope: .*options in 'verifier':\n\tboxed\n\tdefault\n\tllm_judge",
+    ):
+        main(["--predictions", str(path), "--rejudge", "verifier=nope"])
+    data = ["data=gaokao", f"data.path={GAOKAO_FIXTURE}", "data.on_bad_row=skip"]
+    with pytest.raises(
+        ValueError, match=r"p\.jsonl: 4 ids not in the data config's questions, e\.g\. \['q1'"
+    ):
+        main(["--predictions", str(path), "--rejudge", "verifier=default", *data])

@@ -33,6 +33,7 @@ def test_train_run_writes_metrics_that_evaluate_reproduces(tmp_path):
         "answer",
         "completion",
         "correct",
+        "credit",  # the fraction of points earned (1.0 or 0.0 unless verifier.partial=true)
         "length",
     ]
     assert predictions["length"].between(0, 12).all()

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ablate.metrics import top_bottom
+from ablate.metrics import credit, top_bottom
 
 
 def mean_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float]:
@@ -35,7 +35,7 @@ def _question_arrays(predictions: pd.DataFrame) -> dict[str, np.ndarray]:
     return {
         "id": df["id"].to_numpy(),
         "value": df["value"].to_numpy(float),
-        "correct": df["correct"].to_numpy(float),
+        "correct": credit(df).to_numpy(float),  # the credit where a partial verifier gave one
         "length": df["length"].to_numpy(float),
         "top": df["id"].isin(top["id"]).to_numpy(float),
         "bottom": df["id"].isin(bottom["id"]).to_numpy(float),

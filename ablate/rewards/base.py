@@ -1,4 +1,5 @@
-"""What every reward variant shares: ``r = scale(x) * 1[correct]``.
+"""What every reward variant shares: ``r = scale(x) * credit``, the credit 1 for a right answer and 0
+for a wrong one (the fraction of its slots right with ``verifier.partial=true``).
 
 A variant is a picklable callable in TRL's reward signature ``(completions, **columns)``;
 it differs from the others only in how it computes the scale of a correct answer. Variants
@@ -53,24 +54,26 @@ class ValueScaledReward:
     def scales(self, n: int, columns: dict[str, Sequence[Any]]) -> np.ndarray:
         raise NotImplementedError
 
-    def correct(self, completions: Sequence[Any], columns: dict[str, Sequence[Any]]) -> list[bool]:
-        prompts = columns.get("prompts") or [None] * len(completions)
-        types = columns.get("answer_type") or [None] * len(completions)
-        return [
-            self.verifier(c, a, prompt=p, answer_type=t)
-            for c, a, p, t in zip(completions, columns["answer"], prompts, types, strict=True)
-        ]
+    def credit(self, completions: Sequence[Any], columns: dict[str, Sequence[Any]]) -> np.ndarray:
+        """Each completion's credit in [0, 1], the batch at once (an LLM judge sends it concurrently)."""
+        return np.asarray(
+            self.verifier.score_many(
+                completions, columns["answer"], columns.get("prompts"), columns.get("answer_type"),
+                log_metric=columns.get("log_metric"),
+            ),
+            dtype=float,
+        )  # fmt: skip
 
     def __call__(self, completions: Sequence[Any], **columns: Any) -> list[float]:
         if "answer" not in columns:
             raise KeyError(f"{self.name}: the dataset needs an 'answer' column; got {sorted(columns)}")
         scale = np.asarray(self.scales(len(completions), columns), dtype=float)
-        correct = np.asarray(self.correct(completions, columns), dtype=bool)
+        credit = self.credit(completions, columns)
         log_metric: Callable[[str, float], None] | None = columns.get("log_metric")
         if log_metric is not None:
             log_metric("reward/scale_mean", float(scale.mean()))
-            log_metric("reward/correct_rate", float(correct.mean()))
-        return np.where(correct, scale, 0.0).tolist()
+            log_metric("reward/correct_rate", float((credit == 1.0).mean()))
+        return (scale * credit).tolist()
 
     def __repr__(self) -> str:
         state = {

@@ -8,6 +8,7 @@ True
 # The function extract() stays in ablate.verify.extract: exported here it would hide that module's name.
 from ablate.verify.extract import AUTO_ORDER, EXTRACTORS, completion_text
 from ablate.verify.judge import Judge, ReferenceInCompletion, RuleJudge
+from ablate.verify.llm_judge import JudgeUnavailable, LLMJudge
 from ablate.verify.verifier import MODES, Verifier
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "EXTRACTORS",
     "MODES",
     "Judge",
+    "JudgeUnavailable",
+    "LLMJudge",
     "ReferenceInCompletion",
     "RuleJudge",
     "Verifier",

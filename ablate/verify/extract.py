@@ -7,6 +7,8 @@ A strategy maps a completion's text to its final answer, or None when it finds n
 '42'
 >>> extract("I think (B), no wait: A and C.", reference="AC")
 'AC'
+>>> extract("【答案】：Ｂ，Ｄ <eoa>", reference="B")
+'B,D'
 >>> EXTRACTORS["boxed"]("first \\\\boxed{1}, then \\\\boxed{\\\\frac{1}{2}}")
 '\\\\frac{1}{2}'
 """
@@ -19,18 +21,34 @@ from typing import Any
 
 AUTO_ORDER = ("boxed", "answer_line", "last_number")
 
-# Markdown bold often wraps the marker ("**Answer:** 42", "**Answer**: 42"); "【答案】C" in Chinese exams.
-_ANSWER_MARK = re.compile(
-    r"(?<![A-Za-z])(?:final\s+answer|answer)(?:\s+is)?[\s*]*[:：]|答案\s*[:：】]", re.IGNORECASE
+# Markdown bold often wraps the marker ("**Answer:** 42", "**Answer**: 42"); "【答案】C" and "【答案】: C"
+# (GAOKAO-Bench's own format) or "答案：C" in Chinese exams.
+ANSWER_MARK = re.compile(
+    r"(?<![A-Za-z])(?:final\s+answer|answer)(?:\s+is)?[\s*]*[:：]|【答案】(?:[ \t*]*[:：])?|答案\s*[:：]",
+    re.IGNORECASE,
 )
+# GAOKAO-Bench ends each answer with "<eoa>" (and the analysis with "<eoe>").
+END_OF_ANSWER = re.compile(r"\s*<\s*/?\s*eo[ae]\s*>.*", re.IGNORECASE | re.DOTALL)
+# Full-width ASCII (Ｃ，（２）：) as half-width, and the ideographic space as a space.
+_HALFWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # A minus sign after a word, digit or bracket is subtraction ("5-3"), not part of the number.
 _NUMBER = re.compile(r"(?:(?<![\w)\]}])[-−])?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?")
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
-# Choice letters stand alone (not the A of "Add"); a run joins letters by spaces, commas, parens, "and".
-_SEP = r"(?:[\s,、;&()（）]|\band\b|和)*"
+# Choice letters stand alone (not the A of "Add"); a run joins letters by spaces, commas, slashes, parens
+# and the words a hedge uses ("A and C", "A or C", "A和C", "A或C", "A及C"): a hedge reads as several letters.
+_SEP = r"(?:[\s,、;&/()（）]|\b(?:and|or)\b|或者|以及|和|或|及|与)*"
 _LETTER_RUN = re.compile(rf"(?<![A-Za-z])[A-G](?:{_SEP}[A-G](?![A-Za-z]))*(?![A-Za-z])")
 _LETTER_ANSWER = re.compile(r"\s*\(?[A-G]\)?(?:[\s,、;]*\(?[A-G]\)?)*\s*")
+
+
+def halfwidth(text: str) -> str:
+    """Full-width ASCII forms as ASCII: ``Ｂ，Ｄ`` -> ``B,D``, ``（２）`` -> ``(2)``; other text unchanged.
+
+    >>> halfwidth("【答案】：Ｂ，Ｄ（２）")
+    '【答案】:B,D(2)'
+    """
+    return text.translate(_HALFWIDTH)
 
 
 def completion_text(completion: Any) -> str:
@@ -82,7 +100,7 @@ def answer_line(text: str) -> str | None:
     >>> answer_line("work...\\nFinal answer: $\\\\frac{3}{4}$.")
     '\\\\frac{3}{4}'
     """
-    marks = list(_ANSWER_MARK.finditer(text))
+    marks = list(ANSWER_MARK.finditer(text))
     if not marks:
         return None
     for line in text[marks[-1].end() :].split("\n"):
@@ -159,8 +177,8 @@ def extract(
         letters = reference is not None and is_letter_answer(reference)
     if letters:
         order = ["last_letter" if name == "last_number" else name for name in order]
-    text = completion_text(completion)
+    text = halfwidth(completion_text(completion))
     for name in order:
-        if found := EXTRACTORS[name](text):
+        if (found := EXTRACTORS[name](text)) and (found := END_OF_ANSWER.sub("", found).strip()):
             return found
     return None

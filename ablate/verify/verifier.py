@@ -5,6 +5,13 @@
 (True, True, True)
 >>> v("Answer: A", "AC"), v([{"role": "assistant", "content": "Answer: Paris"}], "paris")
 (False, True)
+
+Items with several answer slots (``answer_type="sequence"``) are checked slot by slot; with
+``partial=True`` ``score`` gives the fraction of points earned:
+
+>>> two = "（1）【答案】 C <eoa>\\n（2）【答案】 B <eoa>"
+>>> Verifier(partial=True).score(two, "CA", answer_type="sequence")
+0.5
 """
 
 from __future__ import annotations
@@ -21,21 +28,29 @@ import sympy
 from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 
-from ablate.verify.extract import all_letters, completion_text, is_letter_answer, last_letter, resolve_order
+from ablate.verify.extract import (
+    ANSWER_MARK,
+    _clean,
+    completion_text,
+    halfwidth,
+    is_letter_answer,
+    resolve_order,
+)
 from ablate.verify.extract import extract as find_answer
+from ablate.verify.slots import _box_contents, marked_segments, read_letters, slot_answers
 
 RULES = ("choice", "sequence", "math", "exact")
 MODES = ("auto", *RULES)
 log = logging.getLogger(__name__)
 
-# An answer that is only letters: "AC", "A, C", "c"; a lower-case run needs separators ("bad" is a word).
-_LETTERS_ONLY = re.compile(r"\s*(?:[A-G](?:[\s,、;]*[A-G])*|[a-g](?:[\s,、;]+[a-g])*)\s*")
 # Plain words ("Paris", "分层抽样") are text: math-verify reads "Paris" as P*a*r*i*s, which equals "Sirap".
 _WORDS = re.compile(r"[^\W\d_]{2,}(?:[\s'-]+[^\W\d_]+)*")
 # Longer "final answers" are prose or attacks, and latex2sympy's time grows with length.
 _MAX_MATH_CHARS = 1000
 # Beyond these sympy runs for minutes (9^{9^9}, expanding (x+1)^{1000}); off the main thread nothing stops it.
 _MAX_EXPONENT, _MAX_SYMBOLIC_EXPONENT, _MAX_FACTORIAL = 10**6, 200, 10**5
+# GAOKAO-Bench's Physics multi-select: a right answer earns full marks, a right non-empty subset half.
+SUBSET_CREDIT = 0.5
 
 
 def normalise(text: str) -> str:
@@ -50,13 +65,26 @@ def normalise(text: str) -> str:
 
 def _as_latex(text: str) -> str:
     # math-verify reads latex inside delimiters: bare, "x^2+2x+1" parses to nothing and "2x" to 2.
-    return text if "$" in text or "\\(" in text or "\\[" in text else f"${text}$"
+    # A \boxed{} is its own delimiter: math-verify reads boxes, and the last one for several.
+    delimited = any(mark in text for mark in ("$", "\\(", "\\[", "\\boxed"))
+    return text if delimited else f"${text}$"
 
 
 @functools.lru_cache(maxsize=16384)
 def _parse(text: str, timeout: int | None) -> tuple[Any, ...]:
     # References repeat across a group of completions and an epoch: parse each once.
     return tuple(parse(_as_latex(text), parsing_timeout=timeout))
+
+
+@functools.lru_cache(maxsize=1024)
+def _read_completion(text: str, timeout: int | None) -> tuple[Any, ...]:
+    # math-verify's own extraction of free-form text (LaTeX and expression targets), as TRL's accuracy
+    # reward uses it; a group often repeats a completion.
+    return tuple(parse(text, parsing_timeout=timeout))
+
+
+def _is_collection(parsed: Sequence[Any]) -> bool:
+    return bool(parsed) and isinstance(parsed[0], sympy.FiniteSet | sympy.Tuple)
 
 
 def _has_math(parsed: Sequence[Any]) -> bool:
@@ -104,15 +132,18 @@ class Verifier:
 
     Args:
         extract: ``auto`` (boxed, then ``Answer:`` line, then the last number, or the last letter
-            for a letter reference), one strategy of ``ablate.verify.EXTRACTORS`` or a list of them.
+            for a letter reference; for a math reference without an answer mark, math-verify reads
+            the whole completion), one strategy of ``ablate.verify.EXTRACTORS`` or a list of them.
         mode: how to compare. ``choice``: letter sets, order, case and repeats ignored ("CA" == "AC");
-            ``sequence``: one letter per blank, in order; ``math``: math-verify equivalence;
+            ``sequence``: one letter per slot, in order; ``math``: math-verify equivalence;
             ``exact``: normalised strings; ``auto``: the row's ``answer_type``, else by the reference's
             form (letters -> choice, words -> exact, else math if math-verify reads it, else exact).
-        judge: any ``judge(prompt, completion, reference) -> bool`` (e.g. an LLM judge, configured
+        judge: any ``judge(prompt, completion, reference) -> bool`` (e.g. ``LLMJudge``, configured
             by ``_target_``); when given it decides instead of the rules.
         timeout_s: math-verify's limit per parse and comparison. It uses ``signal.alarm``, so off the
             main thread it is off; huge powers and factorials are then refused instead.
+        partial: ``score`` gives the fraction of the item's points earned (slots right; half for a
+            right subset of a multi-select answer) instead of all-or-nothing.
 
     Never raises on a completion: an unreadable answer is a wrong one.
 
@@ -126,15 +157,19 @@ class Verifier:
         mode: str = "auto",
         judge: Callable[[Any, str, str], bool] | None = None,
         timeout_s: float | None = 5,
+        partial: bool = False,
     ):
         if mode not in MODES:
             raise ValueError(f"verifier.mode={mode!r}: valid choices are {', '.join(MODES)}")
         if judge is not None and not callable(judge):
             raise TypeError(f"verifier.judge={judge!r}: must be callable as judge(prompt, completion, ref)")
+        if not isinstance(partial, bool):
+            raise ValueError(f"verifier.partial={partial!r}: valid choices are true, false")
         self.extract = "auto" if extract == "auto" else resolve_order(extract)
         self.mode = mode
         self.judge = judge
         self.timeout_s = timeout_s
+        self.partial = partial
 
     def kind(self, reference: str, answer_type: str | None = None) -> str:
         """The comparison for this reference: the mode, else the row's ``answer_type``, else by its form.
@@ -164,33 +199,127 @@ class Verifier:
         """
         if reference is None:
             return find_answer(completion, self.extract)
-        return self._extract(completion, self.kind(_reference_text(reference), answer_type))
-
-    def _extract(self, completion: Any, kind: str) -> str | None:
-        return find_answer(completion, self.extract, letters=kind in ("choice", "sequence"))
+        kind = self.kind(_reference_text(reference), answer_type)
+        text = halfwidth(completion_text(completion))
+        if kind == "math" and self.extract == "auto" and (marked := self._marked_math(text)) is None:
+            read = _read_completion(text, self._timeout())
+            return str(read[-1]) if read else None
+        if kind == "math" and self.extract == "auto":
+            return marked
+        return find_answer(text, self.extract, letters=kind in ("choice", "sequence"))
 
     def __call__(
         self, completion: Any, reference: Any, prompt: Any = None, answer_type: str | None = None
     ) -> bool:
-        reference = _reference_text(reference)
+        """Is the answer wholly right (every slot)? With a judge, the judge's verdict."""
         if self.judge is not None:
-            return bool(self.judge(prompt, completion_text(completion), reference))
-        if not reference:
-            return False
+            return bool(self.judge(prompt, completion_text(completion), _reference_text(reference)))
+        return self._fraction(completion, reference, answer_type) == 1.0
+
+    def score(
+        self, completion: Any, reference: Any, prompt: Any = None, answer_type: str | None = None
+    ) -> float:
+        """The credit in [0, 1]: the fraction of points earned if ``partial``, else 1.0 or 0.0.
+
+        >>> Verifier().score("Answer: A", "AC"), Verifier(partial=True).score("Answer: A", "AC")
+        (0.0, 0.5)
+        """
+        if self.judge is not None:
+            return float(self(completion, reference, prompt=prompt, answer_type=answer_type))
+        fraction = self._fraction(completion, reference, answer_type)
+        return fraction if self.partial else float(fraction == 1.0)
+
+    def score_many(
+        self,
+        completions: Sequence[Any],
+        references: Sequence[Any],
+        prompts: Sequence[Any] | None = None,
+        answer_types: Sequence[str | None] | None = None,
+        log_metric: Callable[[str, float], None] | None = None,
+    ) -> list[float]:
+        """``score`` for a batch. A judge with ``judge_many`` (``LLMJudge``) gets the whole batch at once
+        (concurrent requests); ``log_metric("judge/failures", n)`` reports the items it failed on.
+        """
+        n = len(completions)
+        prompts = list(prompts) if prompts is not None else [None] * n
+        types = list(answer_types) if answer_types is not None else [None] * n
+        judge_many = getattr(self.judge, "judge_many", None)
+        if judge_many is None:
+            return [
+                self.score(c, r, prompt=p, answer_type=t)
+                for c, r, p, t in zip(completions, references, prompts, types, strict=True)
+            ]
+        before = getattr(self.judge, "failures", 0)
+        items = [
+            (p, completion_text(c), _reference_text(r))
+            for c, r, p in zip(completions, references, prompts, strict=True)
+        ]
+        verdicts = judge_many(items)
+        if log_metric is not None:
+            log_metric("judge/failures", float(getattr(self.judge, "failures", 0) - before))
+        return [float(bool(v)) for v in verdicts]
+
+    def _fraction(self, completion: Any, reference: Any, answer_type: str | None) -> float:
+        """The fraction of the item's points the rules give: slots right, or a multi-select subset's half."""
+        ref = _reference_text(reference)
+        if not ref:
+            return 0.0
         try:
-            kind = self.kind(reference, answer_type)
-            answer = self._extract(completion, kind)
-            if answer is None:
-                return False
-            if kind in ("choice", "sequence"):
-                return _letters_equal(answer, reference, ordered=kind == "sequence")
-            if kind == "math":
-                return self._math_equal(answer, reference)
-            return normalise(answer) == normalise(reference)
+            kind = self.kind(ref, answer_type)
+            text = halfwidth(completion_text(completion))
+            if (slots := _slots(reference, ref, kind)) is not None:
+                return self._slots_fraction(text, slots)
+            return self._one(text, ref, kind)
         # A garbage completion is wrong, not a crash mid-training.
         except (Exception, TimeoutException) as err:
             log.debug("verifier failed on %r vs %r: %r", completion, reference, err)
-            return False
+            return 0.0
+
+    def _sources(self) -> list[str]:
+        return ["answer_line", "boxed"] if self.extract == "auto" else list(self.extract)
+
+    def _slots_fraction(self, text: str, slots: list[str]) -> float:
+        answers = slot_answers(text, len(slots), self._sources())
+        if answers is None:
+            return 0.0
+        right = 0.0
+        for answer, ref in zip(answers, slots, strict=True):
+            if answer is not None:
+                right += self._compare(answer, ref, self.kind(ref))
+        return right / len(slots)
+
+    def _one(self, text: str, reference: str, kind: str) -> float:
+        if kind == "math" and self.extract == "auto":
+            marked = self._marked_math(text)
+            return float(
+                self._math_read(text, reference) if marked is None else self._math_equal(marked, reference)
+            )
+        answer = find_answer(text, self.extract, letters=kind in ("choice", "sequence"))
+        return 0.0 if answer is None else self._compare(answer, reference, kind)
+
+    def _compare(self, answer: str, reference: str, kind: str) -> float:
+        """One answer against one reference: 1.0, 0.0, or a multi-select subset's credit."""
+        if kind in ("choice", "sequence"):
+            return _letters_credit(read_letters(answer), reference)
+        if kind == "math":
+            return float(self._math_equal(answer, reference))
+        return float(normalise(answer) == normalise(reference))
+
+    def _marked_math(self, text: str) -> str | None:
+        """The answer after the last answer mark, unless a box follows it (then math-verify reads them).
+
+        >>> Verifier()._marked_math("\\\\boxed{200} ... Final Answer: $10,455$")
+        '10,455'
+        """
+        marks = list(ANSWER_MARK.finditer(text))
+        boxes = _box_contents(text)
+        if not marks or (boxes and boxes[-1][0] > marks[-1].start()):
+            return None
+        segment = marked_segments(text, ["answer_line"])[-1]
+        for line in segment.split("\n"):
+            if answer := _clean(line):
+                return answer
+        return None
 
     def _timeout(self) -> int | None:
         # signal.alarm takes whole seconds and may only be set from the main thread.
@@ -201,29 +330,57 @@ class Verifier:
     def _math_equal(self, answer: str, reference: str) -> bool:
         if normalise(answer) == normalise(reference):
             return True
-        if len(answer) > _MAX_MATH_CHARS:
-            return False
         timeout = self._timeout()
-        gold, pred = _parse(reference, timeout), _parse(answer, timeout)
-        if not _has_math(gold) or not pred or _too_big(gold) or _too_big(pred):
+        # A long answer is prose ("The final answer is $5$. I hope ..."): math-verify finds the answer in it;
+        # read as one formula, latex2sympy's time would grow with its length.
+        read = _read_completion if len(answer) > _MAX_MATH_CHARS else _parse
+        return self._verify(_parse(reference, timeout), read(answer, timeout))
+
+    def _math_read(self, text: str, reference: str) -> bool:
+        """math-verify reads the completion; several boxes answer a single reference by the last one.
+
+        A reference that is a set or tuple is compared with all boxes as a whole (``\\boxed{1}, \\boxed{2}``
+        is ``{1, 2}``); a single value with the last box, as the completion's correction of itself.
+        """
+        timeout = self._timeout()
+        gold = _parse(reference, timeout)
+        boxes = _box_contents(text)
+        if len(boxes) > 1 and not _is_collection(gold):
+            return self._math_equal(boxes[-1][1], reference)
+        return self._verify(gold, _read_completion(text, timeout))
+
+    def _verify(self, gold: tuple[Any, ...], pred: tuple[Any, ...]) -> bool:
+        # A reference sympy cannot read is still compared, as math-verify's normalised string.
+        if not gold or not pred or _too_big(gold) or _too_big(pred):
             return False
-        return bool(verify(list(gold), list(pred), timeout_seconds=timeout))
+        return bool(verify(list(gold), list(pred), timeout_seconds=self._timeout()))
 
     def __repr__(self) -> str:
         return (
             f"Verifier(extract={self.extract!r}, mode={self.mode!r}, judge={self.judge!r}, "
-            f"timeout_s={self.timeout_s!r})"
+            f"timeout_s={self.timeout_s!r}, partial={self.partial!r})"
         )
 
 
-def _letters_equal(answer: str, reference: str, ordered: bool) -> bool:
-    """Choice letters: as a set, unless ``ordered`` or the reference repeats a letter (one per blank)."""
-    want = re.sub(r"[^A-G]", "", reference.upper())
-    ordered = ordered or len(set(want)) < len(want)
-    if _LETTERS_ONLY.fullmatch(answer):
-        got = re.sub(r"[^A-G]", "", answer.upper())
-    else:  # "the answer is C because ..." -> the standalone letters, not every capital A-G
-        got = all_letters(answer) if ordered else last_letter(answer) or ""
-    if ordered:
-        return got == want
-    return bool(got) and set(got) == set(want)
+def _slots(reference: Any, text: str, kind: str) -> list[str] | None:
+    """The reference's slots when it has several: a list reference, or one letter per slot."""
+    if isinstance(reference, list | tuple) and len(reference) > 1:
+        return [str(part).strip() for part in reference]
+    letters = re.sub(r"[^A-G]", "", text.upper())
+    repeated = kind == "choice" and len(set(letters)) < len(letters)  # "CDBC": one letter per blank
+    if (kind == "sequence" or repeated) and len(letters) > 1:
+        return list(letters)
+    return None
+
+
+def _letters_credit(got: str, reference: str) -> float:
+    """Choice letters as a set: 1.0 if equal, ``SUBSET_CREDIT`` for a right non-empty part of a
+    multi-select reference, else 0.0 (a hedge over a single answer earns nothing).
+
+    >>> _letters_credit("CA", "AC"), _letters_credit("A", "AC"), _letters_credit("AB", "A")
+    (1.0, 0.5, 0.0)
+    """
+    want, got_set = set(re.sub(r"[^A-G]", "", reference.upper())), set(got)
+    if got_set == want and want:
+        return 1.0
+    return SUBSET_CREDIT if len(want) > 1 and got_set and got_set < want else 0.0
