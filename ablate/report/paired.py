@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ablate.metrics import value_buckets
+from ablate.metrics import credit, value_buckets
 from ablate.rewards.base import rlev_scale
 
 OUTCOMES = {
@@ -36,14 +36,17 @@ ALPHA = 10.0  # the paper's alpha: the regressor is s = 1 + min(alpha * v, 1)
 
 def changes(start: pd.DataFrame, end: pd.DataFrame, stops: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per test question: its value(s), difficulty and each outcome's change over training."""
-    keep = ["id", "value", "length", "correct"]
-    both = end[keep].merge(start[["id", "length", "correct"]], on="id", suffixes=("", "_start"))
+    # credit: 1/0 for right/wrong, or the fraction of points a partial verifier gave
+    end, start = end.assign(credit=credit(end)), start.assign(credit=credit(start))
+    both = end[["id", "value", "length", "credit"]].merge(
+        start[["id", "length", "credit"]], on="id", suffixes=("", "_start")
+    )
     out = pd.DataFrame(
         {
             "id": both["id"],
             "value": both["value"].astype(float),
             "d_length": both["length"] - both["length_start"],
-            "d_correct": both["correct"].astype(float) - both["correct_start"].astype(float),
+            "d_correct": both["credit"] - both["credit_start"],
         }
     )
     if stops is not None:

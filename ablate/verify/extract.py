@@ -38,7 +38,7 @@ _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
 # Choice letters stand alone (not the A of "Add"); a run joins letters by spaces, commas, slashes, parens
 # and the words a hedge uses ("A and C", "A or C", "A和C", "A或C", "A及C"): a hedge reads as several letters.
 _SEP = r"(?:[\s,、;&/()（）]|\b(?:and|or)\b|或者|以及|和|或|及|与)*"
-_LETTER_RUN = re.compile(rf"(?<![A-Za-z])[A-G](?:{_SEP}[A-G](?![A-Za-z]))*(?![A-Za-z])")
+LETTER_RUN = re.compile(rf"(?<![A-Za-z])[A-G](?:{_SEP}[A-G](?![A-Za-z]))*(?![A-Za-z])")
 _LETTER_ANSWER = re.compile(r"\s*\(?[A-G]\)?(?:[\s,、;]*\(?[A-G]\)?)*\s*")
 
 
@@ -66,7 +66,7 @@ def completion_text(completion: Any) -> str:
     return "" if completion is None else str(completion)
 
 
-def _clean(answer: str) -> str:
+def clean_answer(answer: str) -> str:
     answer = answer.strip().strip("*").strip().rstrip(".。").strip()
     for left, right in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if answer.startswith(left) and answer.endswith(right) and len(answer) >= len(left) + len(right):
@@ -104,7 +104,7 @@ def answer_line(text: str) -> str | None:
     if not marks:
         return None
     for line in text[marks[-1].end() :].split("\n"):
-        if answer := _clean(line):
+        if answer := clean_answer(line):
             return answer
     return None
 
@@ -125,13 +125,13 @@ def last_letter(text: str) -> str | None:
     >>> last_letter("It is not (B); the answer is A and C.")
     'AC'
     """
-    runs = _LETTER_RUN.findall(text)
+    runs = LETTER_RUN.findall(text)
     return re.sub(r"[^A-G]", "", runs[-1]) if runs else None
 
 
 def all_letters(text: str) -> str:
     """Every standalone choice letter in order, for one-letter-per-blank answers ("1. C 2. D" -> "CD")."""
-    return "".join(re.sub(r"[^A-G]", "", run) for run in _LETTER_RUN.findall(text))
+    return "".join(re.sub(r"[^A-G]", "", run) for run in LETTER_RUN.findall(text))
 
 
 EXTRACTORS: dict[str, Callable[[str], str | None]] = {

@@ -18,11 +18,11 @@ import re
 from collections.abc import Sequence
 
 from ablate.verify.extract import (
-    _LETTER_RUN,
     ANSWER_MARK,
     END_OF_ANSWER,
-    _clean,
+    LETTER_RUN,
     all_letters,
+    clean_answer,
     halfwidth,
     last_letter,
 )
@@ -32,7 +32,7 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ITEM_NUMBER = re.compile(r"(?:^|(?<=[\s;,，；]))(?:\(\s*(\d{1,3})\s*\)|(\d{1,3})\s*[.、):](?!\d))")
 # A letter run that opens an answer ("C. the garden", "(B)", "选 D", "B, D"): it decides over later letters.
 _LEADING_RUN = re.compile(
-    rf"[\s(\[【*\"'“:]*(?:选项|选|options?\b|choices?\b)?[\s(\[]*({_LETTER_RUN.pattern})"
+    rf"[\s(\[【*\"'“:]*(?:选项|选|options?\b|choices?\b)?[\s(\[]*({LETTER_RUN.pattern})"
 )
 # An option label, as a completion that copies the options out writes them: "A. ", "B、", "C："
 _OPTION_LABEL = re.compile(r"(?<![A-Za-z])[A-G]\s*[.、:](?!\d)")
@@ -60,7 +60,7 @@ def read_letters(answer: str) -> str:
     return last_letter(answer) or ""
 
 
-def _box_contents(text: str) -> list[tuple[int, str]]:
+def box_contents(text: str) -> list[tuple[int, str]]:
     """``(position, content)`` of every complete ``\\boxed{...}``, in order."""
     found = []
     for match in _BOXED.finditer(text):
@@ -75,7 +75,7 @@ def _box_contents(text: str) -> list[tuple[int, str]]:
 
 def _first_line(segment: str) -> str:
     for line in segment.split("\n"):
-        if answer := _clean(line):
+        if answer := clean_answer(line):
             return answer
     return ""
 
@@ -94,7 +94,7 @@ def marked_segments(text: str, sources: Sequence[str] = ("answer_line", "boxed")
             END_OF_ANSWER.sub("", text[m.end() : end]).strip() for m, end in zip(marks, ends, strict=True)
         ]
     if "boxed" in sources:
-        return [END_OF_ANSWER.sub("", content).strip() for _, content in _box_contents(text)]
+        return [END_OF_ANSWER.sub("", content).strip() for _, content in box_contents(text)]
     return []
 
 
@@ -107,7 +107,7 @@ def numbered_items(segment: str) -> list[tuple[int, str]]:
     numbers = list(_ITEM_NUMBER.finditer(segment))
     ends = [m.start() for m in numbers[1:]] + [len(segment)] if numbers else []
     return [
-        (int(m.group(1) or m.group(2)), _clean(segment[m.end() : end]).strip(";,，；").strip())
+        (int(m.group(1) or m.group(2)), clean_answer(segment[m.end() : end]).strip(";,，；").strip())
         for m, end in zip(numbers, ends, strict=True)
     ]
 

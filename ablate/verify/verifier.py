@@ -30,14 +30,14 @@ from math_verify.errors import TimeoutException
 
 from ablate.verify.extract import (
     ANSWER_MARK,
-    _clean,
+    clean_answer,
     completion_text,
     halfwidth,
     is_letter_answer,
     resolve_order,
 )
 from ablate.verify.extract import extract as find_answer
-from ablate.verify.slots import _box_contents, marked_segments, read_letters, slot_answers
+from ablate.verify.slots import box_contents, marked_segments, read_letters, slot_answers
 
 RULES = ("choice", "sequence", "math", "exact")
 MODES = ("auto", *RULES)
@@ -312,12 +312,12 @@ class Verifier:
         '10,455'
         """
         marks = list(ANSWER_MARK.finditer(text))
-        boxes = _box_contents(text)
+        boxes = box_contents(text)
         if not marks or (boxes and boxes[-1][0] > marks[-1].start()):
             return None
         segment = marked_segments(text, ["answer_line"])[-1]
         for line in segment.split("\n"):
-            if answer := _clean(line):
+            if answer := clean_answer(line):
                 return answer
         return None
 
@@ -344,7 +344,7 @@ class Verifier:
         """
         timeout = self._timeout()
         gold = _parse(reference, timeout)
-        boxes = _box_contents(text)
+        boxes = box_contents(text)
         if len(boxes) > 1 and not _is_collection(gold):
             return self._math_equal(boxes[-1][1], reference)
         return self._verify(gold, _read_completion(text, timeout))
