@@ -88,7 +88,6 @@ def test_cli_trains_once_then_reports_the_cached_checkpoint(tmp_path):
     assert wrong.returncode == 1 and "not a warm start (use model=tiny_warm or small_warm)" in wrong.stderr
 
 
-@pytest.mark.slow
 def test_shipped_warm_start_gives_rl_a_policy_with_signal_and_a_length_trade_off(tmp_path):
     """model=tiny_warm as shipped: 30-70% of the completions RL samples (temperature 1) are right,
     greedy decoding more, and longer working is more often right."""
@@ -97,7 +96,10 @@ def test_shipped_warm_start_gives_rl_a_policy_with_signal_and_a_length_trade_off
     from tests.helpers import compose_train
 
     cfg = instantiate(compose_train("model=tiny_warm", f"model.cache_dir={tmp_path}").model, _convert_="all")
-    report = json.loads((warm_path(cfg) / "warmstart.json").read_text())
+    path = warm_path(cfg)
+    # Shipped, not trained here: its SFT is chaotic enough that installs differ (docs/reproduction.md).
+    assert path == SHIPPED / f"warm-{cfg.key()}"
+    report = json.loads((path / "warmstart.json").read_text())
     print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=1))
     sampled = report["sampled_by_style"]
     assert 30 <= sampled["acc"] <= 70 and report["acc"] > sampled["acc"]
