@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from ablate.data.synthetic import SyntheticExams
+from ablate.report.figures import BUCKETS
 from ablate.train import run
 from tests.helpers import FAST, compose_train
 
@@ -34,7 +35,7 @@ def first_step_eos_grad(tmp_path, reward: str, score: int) -> float:
     assert log["reward"].iloc[0] > 0  # some answers were right, so there is a gradient to compare
     # Equal values: the 20% buckets are cut by id, so every bucket's gradient scales alike; their sum
     # does not depend on which questions the batch drew into which bucket.
-    return float(sum(log[f"eos/grad_abs_{b}"].iloc[0] for b in ("bottom20", "middle", "top20")))
+    return float(sum(log[f"eos/grad_abs_{b}"].iloc[0] for b in BUCKETS))
 
 
 @pytest.mark.slow
