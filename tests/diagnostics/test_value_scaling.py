@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ablate.data.synthetic import SyntheticExams
-from ablate.report.figures import BUCKETS
+from ablate.diagnostics.eos import BUCKETS
 from ablate.train import run
 from tests.helpers import FAST, compose_train
 
