@@ -25,6 +25,7 @@ its row order.
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import pandas as pd
@@ -83,9 +84,14 @@ def _as_bool(x: object) -> bool | None:
 
 
 def h_acc(value: np.ndarray, credit: np.ndarray) -> float:
-    """Human-aligned accuracy in percent (points earned / points available); NaN when all are worth 0."""
-    total = float(np.sum(value))
-    return float("nan") if total == 0 else 100.0 * float(np.sum(value * credit)) / total
+    """Human-aligned accuracy in percent (points earned / points available); NaN when all are worth 0.
+
+    Sums are exactly rounded (``math.fsum``): numpy's SIMD summation order depends on the CPU, and
+    a shipped report must give the same last digit on every machine.
+    """
+    total = math.fsum(np.asarray(value, dtype=float))
+    earned = math.fsum(np.asarray(value, dtype=float) * np.asarray(credit, dtype=float))
+    return float("nan") if total == 0 else 100.0 * earned / total
 
 
 def value_order(df: pd.DataFrame) -> np.ndarray:

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -40,6 +41,20 @@ def test_h_acc_differs_from_acc_when_values_differ():
     df = pd.DataFrame({"value": [0.9, 0.1], "correct": [True, False], "length": [1, 1]})
     s = metrics.summary(df)
     assert s["acc"] == 50.0 and s["h_acc"] == pytest.approx(90.0)
+
+
+def test_h_acc_is_the_same_to_the_last_digit_in_any_row_order():
+    # A plain float sum of these values takes five different last digits over the orders of the rows
+    # (and numpy's SIMD summation picks its order by CPU): a shipped report must not depend on either.
+    import itertools
+
+    value = [0.1, 0.2, 0.3, 0.7, 0.05, 0.013, 0.4]
+    credit = [1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0]
+    seen = set()
+    for order in itertools.permutations(range(len(value))):
+        v, c = np.array(value)[list(order)], np.array(credit)[list(order)]
+        seen.add(metrics.h_acc(v, c))
+    assert seen == {100 * math.fsum([0.1, 0.2, 0.7, 0.05, 0.4]) / math.fsum(value)}
 
 
 def test_zero_values_give_nan_h_acc():
