@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
-import ablate.config  # noqa: F401 (registers train_schema for every compose of conf/)
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from ablate.config import CONF_DIR
 
 
 def train(argv: list[str]) -> None:
@@ -38,16 +35,14 @@ def evaluate(argv: list[str]) -> None:
 
 def warmstart(argv: list[str]) -> None:
     """SFT a warm-start policy on worked solutions, or find it cached ([model=tiny_warm] [model.KEY=V])"""
-    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from hydra.utils import instantiate
 
-    from ablate.config import check_targets
+    from ablate.config import check_targets, compose
 
     overrides = argv if any(a.startswith("model=") for a in argv) else ["model=tiny_warm", *argv]
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            node = compose(config_name="config", overrides=overrides).model
+        node = compose(overrides).model
         check_targets(node, "model")
         model = instantiate(node, _convert_="all")
         from ablate.warmstart import WarmStartConfig, summary_line, warm_path
@@ -86,10 +81,10 @@ def sweep(argv: list[str]) -> None:
     study, sweep_args, train_args = split_sweep_args(argv)
     try:
         cfg = load_study(study, sweep_args, train_args)
+        from ablate.config import compose
         from ablate.connect import check_reachable
-        from ablate.sweep.trial import compose_trial
 
-        tracking = compose_trial(list(cfg.overrides)).tracking
+        tracking = compose(cfg.overrides).tracking
         check_reachable(tracking.uri, tracking.connect_timeout_s)  # before the heavy imports
         from ablate.sweep.launcher import run_sweep
 
@@ -121,10 +116,10 @@ def report(argv: list[str]) -> None:
         cfg = load_study(study, sweep_args, train_args)
         from hydra.utils import instantiate
 
+        from ablate.config import compose
         from ablate.report import Report
-        from ablate.sweep.trial import compose_trial
 
-        tracking = instantiate(compose_trial(list(cfg.overrides)).tracking)
+        tracking = instantiate(compose(cfg.overrides).tracking)
         rep = Report.load(
             cfg.sweep.name, tracking.uri, tracking.experiment, options.out, options.bootstrap, options.effect,
             options.baseline,

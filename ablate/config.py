@@ -1,4 +1,8 @@
-"""The schema of ``ablate train``'s config, and a check of every ``_target_`` node before training.
+"""The config of ``ablate train``: where it lives, its schema, one ``compose``, and a check of every
+``_target_`` node before training.
+
+``compose(overrides)`` gives the config ``ablate train`` would run with those overrides, from a
+notebook, a test or a script alike: importing this module registers the schema Hydra needs.
 
 The top level is a dataclass in Hydra's ConfigStore (``train_schema``, first in the defaults
 list), so a misspelt or mistyped top-level key fails at composition. Group nodes are checked
@@ -13,14 +17,19 @@ import dataclasses
 import inspect
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_object
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
 
@@ -66,6 +75,30 @@ class TrainConfig:
 
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def compose_with_choices(overrides: Sequence[str] = ()) -> tuple[DictConfig, dict[str, str]]:
+    """The ``ablate train`` config and Hydra's record of its group choices (``algo: rloo``, for tags).
+
+    >>> cfg, choices = compose_with_choices(["reward=rlev", "reward.alpha=5"])
+    >>> cfg.reward.alpha, choices["reward"], choices["algo"]
+    (5, 'rlev', 'rloo')
+    """
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    choices = {k: str(v) for k, v in cfg.hydra.runtime.choices.items() if v is not None}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The ``ablate train`` config for these Hydra overrides (``conf/config.yaml``).
+
+    >>> compose(["algo=grpo", "seed=3"]).seed
+    3
+    """
+    return compose_with_choices(overrides)[0]
 
 
 def check_targets(node: Any, key: str) -> None:

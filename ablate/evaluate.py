@@ -167,7 +167,7 @@ def rejudge_file(
     """Re-score ``table`` with the verifier of ``overrides``; print the agreement and both sets of metrics."""
     from ablate.verify import rejudge as rj
 
-    verifier, data_cfg = rj.compose(overrides)
+    verifier, data_cfg = rj.verifier_and_data(overrides)
     if data_cfg is not None:
         table = rj.with_questions(table, data_cfg, source)
     judged = rj.rejudge(table, verifier, source)

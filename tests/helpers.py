@@ -12,9 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
 
-from ablate.cli import CONF_DIR
+from ablate.config import compose
 
 # A tiny, fast run on an easy task (answers 2..4), so a random policy already earns some reward.
 FAST = [
@@ -35,8 +34,7 @@ FAST = [
 
 
 def compose_train(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    return compose(overrides)
 
 
 def free_port() -> int:

@@ -1,11 +1,10 @@
 """Every config in conf/ composes, and every group option instantiates."""
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ablate.cli import CONF_DIR
+from ablate.config import CONF_DIR, compose
 
 # experiment files are global overrides (no node of their own), composed by their own test below
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "experiment")
@@ -16,8 +15,7 @@ NEEDS_A_SERVER = {("verifier", "llm_judge")}  # judge.base_url and judge.model a
 
 
 def compose_with(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=False)
+    return compose(overrides)
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)

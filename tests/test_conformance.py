@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from ablate.cli import CONF_DIR
+from ablate.config import CONF_DIR
 from ablate.train import run
 from tests.helpers import FAST, compose_train
 from tests.test_train import CHECKS_FAST

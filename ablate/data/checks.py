@@ -28,8 +28,8 @@ stays the true one). ``stop_text`` is the reference solution with two checks, wh
 are the decision points ``ablate.diagnostics.stopping`` reads the policy's stop probability at.
 
 >>> df = ValuedChecks(num_exams=2, seed=0).read()
->>> df["prompt"].iloc[0].endswith("points)\\n"), sorted(df["difficulty"].unique())
-(True, ['easy', 'hard'])
+>>> df["prompt"].iloc[0], sorted(df["difficulty"].unique())
+('Add: 6 + 3 (1 point)\\n', ['easy', 'hard'])
 """
 
 from __future__ import annotations

@@ -1,10 +1,15 @@
 """A study's report, for the CLI and notebooks alike.
 
 >>> rep = Report.load("quickstart", tracking_uri="sqlite:///mlflow.db")   # doctest: +SKIP
->>> rep.frame            # one row per trial run: config columns and metrics
->>> print(rep.markdown())  # the paper's table: mean +- 95% CI, deltas, significance
->>> rep.dynamics         # per variant: s/step, generated tok/s, how far RL moved the policy
->>> rep.write()          # table.{md,csv,tex}, runs.csv, dynamics.{md,csv} and the figures, in rep.out_dir
+>>> rep.frame  # doctest: +SKIP
+>>> print(rep.markdown())  # doctest: +SKIP
+>>> rep.dynamics  # doctest: +SKIP
+>>> rep.write()  # doctest: +SKIP
+
+``rep.frame`` has one row per trial run (config columns and metrics); ``rep.markdown()`` is the
+paper's table (mean +- 95% CI, deltas, significance); ``rep.dynamics`` gives per variant s/step,
+generated tok/s and how far RL moved the policy; ``rep.write()`` writes table.{md,csv,tex},
+runs.csv, dynamics.{md,csv} and the figures into ``rep.out_dir``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ class ShuffledReward(RLEVReward):
 
     >>> import pandas as pd
     >>> train = pd.DataFrame({"id": ["a", "b"], "value": [0.0, 0.2]})
-    >>> reward = ShuffledReward(alpha=10, seed=1).fit(train)
+    >>> reward = ShuffledReward(alpha=10, seed=3).fit(train)
     >>> reward(["Answer: 1", "Answer: 1"], answer=["1", "1"], id=["a", "b"], value=[0.0, 0.2])
     [2.0, 1.0]
     """

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from ablate.config import compose
 from ablate.connect import redact
 from ablate.sweep.results import format_table, results_table
 from ablate.sweep.storage import (
@@ -43,7 +44,7 @@ from ablate.sweep.storage import (
     sampler_of,
 )
 from ablate.sweep.study import cell_key, fingerprint, grid_cells, override
-from ablate.sweep.trial import DONE, LIVE, compose_trial
+from ablate.sweep.trial import DONE, LIVE
 from ablate.tracking import TrackingConfig, ensure_experiment
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,10 @@ PARENT_ATTR = "mlflow_parent_run_id"
 
 def check_configs(cfg: DictConfig, cells: list[dict[str, Any]]) -> DictConfig:
     """Compose every grid cell's train config now, so a bad override fails before any training."""
-    base = compose_trial(list(cfg.overrides))
+    base = compose(list(cfg.overrides))
     for cell in cells:
         try:
-            compose_trial([*cfg.overrides, *(override(k, v) for k, v in cell.items())])
+            compose([*cfg.overrides, *(override(k, v) for k, v in cell.items())])
         except Exception as err:
             raise ValueError(f"study {cfg.sweep.name}: grid cell {cell}: {err}") from None
     return base
@@ -338,7 +339,7 @@ def storage_url_of(cfg: DictConfig, tracking: TrackingConfig | None = None) -> s
     """``sweep.storage``, else ``optuna.db`` beside the study's MLflow store."""
     if cfg.sweep.storage:
         return cfg.sweep.storage
-    tracking = tracking or instantiate(compose_trial(list(cfg.overrides)).tracking)
+    tracking = tracking or instantiate(compose(list(cfg.overrides)).tracking)
     return default_storage_url(tracking.uri)
 
 

@@ -20,11 +20,11 @@ import sys
 from typing import Any
 
 import optuna
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from ablate.config import compose_with_choices
 from ablate.sweep.storage import RetryAndMarkRun, get_storage, pruner_of, retrying, sampler_of, suggest
 from ablate.sweep.study import StudyConfig, cell_key, grid_cells, override
 
@@ -46,22 +46,6 @@ class DuplicateCell(RuntimeError):
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def compose_with_choices(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
-    """The ``ablate train`` config and Hydra's record of its group choices (``algo: rloo``, for tags)."""
-    from ablate.cli import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    choices = {k: str(v) for k, v in cfg.hydra.runtime.choices.items() if v is not None}
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg, choices
-
-
-def compose_trial(overrides: list[str]) -> DictConfig:
-    return compose_with_choices(overrides)[0]
 
 
 def run_name(number: int, params: dict[str, Any]) -> str:

@@ -20,18 +20,15 @@ import pandas as pd
 NEEDED = ("completion", "answer")
 
 
-def compose(overrides: Sequence[str]) -> tuple[Any, Any | None]:
+def verifier_and_data(overrides: Sequence[str]) -> tuple[Any, Any | None]:
     """The verifier of ablate's config with ``overrides``, and the data config if an override names one."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from hydra.utils import instantiate
 
-    from ablate.cli import CONF_DIR
+    from ablate.config import compose
 
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        cfg = compose(overrides)
     except HydraException as err:
         raise ValueError(f"--rejudge {' '.join(overrides)}: {err}") from None
     uses_data = any(o.split("=", 1)[0].lstrip("+~").split(".")[0] == "data" for o in overrides)

@@ -4,11 +4,10 @@ import math
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from ablate.algos.reinforce_pp import ReinforcePPTrainer, reinforce_pp_advantages
-from ablate.cli import CONF_DIR
+from ablate.config import compose
 from ablate.data.synthetic import SyntheticExams
 from ablate.models import load_model
 from ablate.train import to_dataset, training_args
@@ -57,13 +56,11 @@ class Recording(ReinforcePPTrainer):
 
 @pytest.mark.parametrize("algo", ["reinforce_pp", "reinforce_pp_baseline"])
 def test_trainer_uses_the_formula_in_a_real_step(algo, tmp_path):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            config_name="config",
-            overrides=[f"algo={algo}", "steps=1", "batch_size=12", "num_generations=3",
-                       "max_completion_length=8", "model.hidden_size=32", "model.layers=1", "model.heads=2",
-                       "model.intermediate_size=64", "data.num_exams=3", f"output_dir={tmp_path}"],
-        )  # fmt: skip
+    cfg = compose(
+        [f"algo={algo}", "steps=1", "batch_size=12", "num_generations=3", "max_completion_length=8",
+         "model.hidden_size=32", "model.layers=1", "model.heads=2", "model.intermediate_size=64",
+         "data.num_exams=3", f"output_dir={tmp_path}"]
+    )  # fmt: skip
     table = SyntheticExams(num_exams=3).load()
     model, tokenizer = load_model(instantiate(cfg.model))
     trainer = Recording(

@@ -3,10 +3,9 @@
 import pickle
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from ablate.cli import CONF_DIR
+from ablate.config import CONF_DIR, compose
 from ablate.data.synthetic import SyntheticExams
 
 VARIANTS = sorted(p.stem for p in (CONF_DIR / "reward").glob("*.yaml"))
@@ -35,8 +34,7 @@ def exams():
 
 
 def compose_reward(variant: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"reward={variant}"])
+    cfg = compose([f"reward={variant}"])
     return instantiate(cfg.reward)
 
 
@@ -78,7 +76,6 @@ def test_unknown_variant_lists_the_choices():
 
 
 def test_negative_alpha_from_the_command_line_fails():
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["reward=rlev", "reward.alpha=-2"])
+    cfg = compose(["reward=rlev", "reward.alpha=-2"])
     with pytest.raises(Exception, match=r"reward.alpha=-2"):
         instantiate(cfg.reward)
