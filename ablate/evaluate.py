@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ablate import metrics
+from ablate.names import COUNT, METRICS, eval_key, label
 
 if TYPE_CHECKING:
     from ablate.verify import Verifier
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 PREDICTION_COLUMNS = ("id", "exam_id", "value", "answer", "completion", "correct", "credit", "length")
 
 
-PREDICTIONS_START = "predictions_start.jsonl"  # the policy before training (diagnostics.start)
 # Kept in memory for diagnostics (the EOS trajectories), never written to predictions.jsonl.
 IN_MEMORY_COLUMNS = ("prompt_ids", "completion_ids", "eos_probs")
 
@@ -84,6 +84,30 @@ def predict(
     return rows[[*PREDICTION_COLUMNS, "prompt_ids", "completion_ids"]]
 
 
+def evaluate_policy(
+    model: Any,
+    tokenizer: Any,
+    questions: pd.DataFrame,
+    verifier: Verifier,
+    max_new_tokens: int,
+    batch_size: int,
+) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
+    """Greedy predictions, their summary metrics and length by value bucket; the model is left in
+    the mode (training or not) it was in."""
+    was_training = model.training
+    predictions = predict(model, tokenizer, questions, verifier, max_new_tokens, batch_size)
+    model.train(was_training)
+    return predictions, metrics.summary(predictions), metrics.length_by_value_bucket(predictions)
+
+
+def eval_metrics(summary: dict[str, float], buckets: pd.DataFrame) -> dict[str, float]:
+    """One evaluation as MLflow metrics: ``eval/<metric>`` and ``eval/length_bucket<i>``."""
+    logged = {eval_key(k): v for k, v in summary.items() if k != COUNT}
+    for row in buckets.itertuples():
+        logged[eval_key(f"length_bucket{row.bucket}")] = row.length
+    return logged
+
+
 def prompt_text(prompt: Any, tokenizer: Any) -> str:
     # Conversational prompts (lists of messages) go through the model's chat template.
     if isinstance(prompt, str):
@@ -121,12 +145,9 @@ def write_predictions(df: pd.DataFrame, path: str | Path) -> Path:
 
 
 def format_metrics(summary: dict[str, float], buckets: pd.DataFrame | None = None) -> str:
-    lines = [
-        f"n={int(summary['n'])}  Acc {summary['acc']:.1f}  H-Acc {summary['h_acc']:.1f}  "
-        f"length {summary['length']:.1f}  value density {summary['value_density']:.3f}  "
-        f"Acc top20 {summary['acc_top20']:.1f}  Acc bottom20 {summary['acc_bottom20']:.1f}  "
-        f"length gap top-bottom20 {summary['length_gap']:+.1f}"
-    ]
+    formats = {"value_density": ".3f", "length_gap": "+.1f"}
+    shown = [f"{label(k)} {summary[k]:{formats.get(k, '.1f')}}" for k in METRICS]
+    lines = [f"n={int(summary[COUNT])}  " + "  ".join(shown)]
     if buckets is not None:
         lines += ["length by value bucket (low to high value):", buckets.round(4).to_string(index=False)]
     return "\n".join(lines)

@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 
 REQUIRED = ("value", "correct", "length")
-METRICS = ("acc", "h_acc", "length", "value_density", "acc_top20", "acc_bottom20", "n")
 
 
 def check_predictions(df: pd.DataFrame, source: str = "predictions") -> pd.DataFrame:

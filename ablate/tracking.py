@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
 from ablate.connect import check_reachable, redact
+from ablate.names import CONFIG_FILE, TAG_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,18 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def redacted(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config with secrets (passwords in URLs, API keys) redacted: all a run ever records."""
+    return redact(OmegaConf.to_container(cfg, resolve=True))
+
+
+def config_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.create(redacted(cfg)))
+
+
 def params_of(cfg: DictConfig) -> dict[str, str]:
     """The flattened resolved config, redacted, each value within MLflow's length limit."""
-    tree = redact(OmegaConf.to_container(cfg, resolve=True))
-    return {k: str(v)[:MAX_PARAM_VAL_LENGTH] for k, v in flatten(tree).items()}
+    return {k: str(v)[:MAX_PARAM_VAL_LENGTH] for k, v in flatten(redacted(cfg)).items()}
 
 
 def default_artifact_location(uri: str) -> str | None:
@@ -144,6 +153,11 @@ class TrackedRun:
         if metrics:
             mlflow.log_metrics(metrics, step=step, synchronous=False, run_id=self.run_id)
 
+    def log_config(self, cfg: DictConfig) -> None:
+        """The run's config as params (flattened) and as the artifact ``config.yaml``, redacted."""
+        self.log_params(params_of(cfg))
+        self.log_text(config_yaml(cfg), CONFIG_FILE)
+
     def log_text(self, text: str, artifact_file: str) -> None:
         mlflow.log_text(text, artifact_file, run_id=self.run_id)
 
@@ -161,7 +175,7 @@ class TrackedRun:
             else:
                 # An exception may say how the run ended (a pruned sweep trial: KILLED, tag "pruned").
                 default = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-                mlflow.set_tag(getattr(exc, "mlflow_tag", "error"), f"{exc_type.__name__}: {exc}"[:5000])
+                mlflow.set_tag(getattr(exc, "mlflow_tag", TAG_ERROR), f"{exc_type.__name__}: {exc}"[:5000])
                 mlflow.end_run(status=getattr(exc, "mlflow_status", default))
 
 

@@ -15,25 +15,44 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import mlflow
 import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from transformers import TrainerCallback
 
-from ablate import metrics
-from ablate.algos import VALUE_SCALE_TAG, removes_question_scale
+from ablate.algos import removes_question_scale
 from ablate.config import check_targets
-from ablate.connect import redact
-from ablate.diagnostics.stopping import STOPS_FILE, stop_probabilities
+from ablate.diagnostics.stopping import stop_probabilities, stops_table
 from ablate.diagnostics.trainer import value_buckets, with_eos_diagnostics
-from ablate.diagnostics.trajectories import eos_trajectories, plot_eos_trajectories
-from ablate.evaluate import IN_MEMORY_COLUMNS, PREDICTIONS_START, format_metrics, predict, write_predictions
-from ablate.generation import eos_probabilities
+from ablate.diagnostics.trajectories import eos_figure
+from ablate.evaluate import (
+    IN_MEMORY_COLUMNS,
+    eval_metrics,
+    evaluate_policy,
+    format_metrics,
+    write_predictions,
+)
 from ablate.models import load_model, peft_config
-from ablate.tracking import StepMetrics, TrackedRun, git_commit, params_of, samples_jsonl
+from ablate.names import (
+    BUCKETS,
+    CONFIG_FILE,
+    GROUPS,
+    LENGTH_BY_VALUE,
+    METRICS_FILE,
+    PREDICTIONS,
+    PREDICTIONS_START,
+    SAMPLES,
+    STOPS_FILE,
+    TAG_COMMIT,
+    TAG_EOS_BUCKETS,
+    TAG_OUTPUT_DIR,
+    TAG_SEED,
+    TAG_VALUE_SCALE,
+    TRAIN_LOG,
+)
+from ablate.tracking import StepMetrics, TrackedRun, config_yaml, git_commit, samples_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +95,7 @@ def choices(cfg: DictConfig, given: dict[str, str] | None = None) -> dict[str, s
     """Which option of each config group this run uses (``given``, Hydra's record, else the ``_target_``)."""
     picked = given or (dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {})
     out = {}
-    for group in ("data", "reward", "model", "algo"):
+    for group in GROUPS:
         node = cfg[group]
         target = node.get("_target_") or node.get("trainer", {}).get("_target_", "")
         out[group] = picked.get(group) or target.rsplit(".", 1)[-1]
@@ -131,29 +150,17 @@ class Evaluator(TrainerCallback):
 
     def write_stops(self, model: Any) -> Path:
         """``stops.csv``: each test question's pi(stop) per answer line before and after training."""
-        keys = [c for c in ("id", "value", "shown_value", "difficulty") if c in self.questions]
-        end = self.stops(model)
-        table = self.questions[keys].merge(
-            self.start_stops.merge(end, on=["id", "line"], suffixes=("_start", "_end"))
-        )
         path = Path(self.cfg.output_dir) / STOPS_FILE
-        table.to_csv(path, index=False)
+        stops_table(self.questions, self.start_stops, self.stops(model)).to_csv(path, index=False)
         return path
 
     def evaluate(self, model: Any, step: int) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
         """Predictions, their summary metrics and length by value bucket, logged at ``step``."""
-        was_training = model.training
-        predictions = predict(
+        predictions, summary, buckets = evaluate_policy(
             model, self.tokenizer, self.questions, self.verifier, self.cfg.max_completion_length,
             self.cfg.eval_batch_size,
         )  # fmt: skip
-        model.train(was_training)
-        summary = metrics.summary(predictions)
-        logged = {f"eval/{k}": v for k, v in summary.items() if k != "n"}
-        buckets = metrics.length_by_value_bucket(predictions)
-        for row in buckets.itertuples():
-            logged[f"eval/length_bucket{row.bucket}"] = row.length
-        self.run.log_metrics(logged, step=step)
+        self.run.log_metrics(eval_metrics(summary, buckets), step=step)
         return predictions, summary, buckets
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
@@ -169,35 +176,6 @@ class Evaluator(TrainerCallback):
                 control.should_training_stop = True
 
 
-def eos_figure(
-    cfg: DictConfig, model: Any, tokenizer: Any, predictions: pd.DataFrame, output_dir: Path
-) -> list[Path]:
-    """The EOS-probability trajectories (table and figure), with a baseline run's beside them if given."""
-
-    def score(rows: pd.DataFrame) -> list[list[float]]:
-        return eos_probabilities(
-            model, list(rows["prompt_ids"]), list(rows["completion_ids"]), tokenizer.eos_token_id,
-            tokenizer.pad_token_id, cfg.eval_batch_size,
-        )  # fmt: skip
-
-    table = eos_trajectories(predictions, cfg.diagnostics.eos_top_k, run=output_dir.name, score=score)
-    baseline = cfg.diagnostics.baseline_run_id
-    if baseline:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=baseline, artifact_path="eos_trajectories.csv", tracking_uri=cfg.tracking.uri
-        )
-        theirs = pd.read_csv(local)
-        own = theirs["run"].iloc[0] if "run" in theirs and len(theirs) else baseline
-        table = pd.concat(
-            [theirs[theirs["run"] == own].assign(run=f"baseline {own}"), table], ignore_index=True
-        )
-    table.to_csv(output_dir / "eos_trajectories.csv", index=False)
-    return [
-        output_dir / "eos_trajectories.csv",
-        *plot_eos_trajectories(table, output_dir / "eos_trajectories"),
-    ]
-
-
 def warn_if_scale_removed(reward: Any, trainer: Any, tracked: TrackedRun) -> None:
     """A per-question reward scale under a per-group std normalisation compares correctness with itself."""
     if not (reward.per_question and removes_question_scale(trainer)):
@@ -208,7 +186,95 @@ def warn_if_scale_removed(reward: Any, trainer: Any, tracked: TrackedRun) -> Non
         "trains as correctness does (use algo=rloo or reinforce_pp, or algo.args.scale_rewards=batch)"
     )
     log.warning(message)
-    tracked.set_tags({VALUE_SCALE_TAG: "removed by scale_rewards=group"})
+    tracked.set_tags({TAG_VALUE_SCALE: "removed by scale_rewards=group"})
+
+
+def run_tags(cfg: DictConfig, hooks: RunHooks, output_dir: Path) -> dict[str, Any]:
+    """The group choices (data, reward, model, algo), seed, commit and run directory, and the caller's."""
+    tags: dict[str, Any] = choices(cfg, hooks.choices)
+    tags |= {TAG_SEED: cfg.seed, TAG_COMMIT: git_commit(REPO), TAG_OUTPUT_DIR: str(output_dir.resolve())}
+    return tags | hooks.tags
+
+
+def load_splits(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The data's train and test questions; both must be non-empty."""
+    table = instantiate(cfg.data).load()
+    train, test = table[table["split"] == "train"], table[table["split"] == "test"]
+    if train.empty or test.empty:
+        raise ValueError(f"data: need questions in both splits, got {len(train)} train / {len(test)} test")
+    log.info(
+        "data: %d train / %d test questions, mean value %.4f", len(train), len(test), train["value"].mean()
+    )
+    return train, test
+
+
+def build_trainer(
+    cfg: DictConfig, reward: Any, model: Any, tokenizer: Any, model_cfg: Any, train: pd.DataFrame,
+    tracked: TrackedRun,
+) -> Any:  # fmt: skip
+    """The algorithm's TRL trainer on the train questions, with the EOS diagnostics when enabled."""
+    make_trainer = instantiate(cfg.algo.trainer)
+    trainer_cls, options = make_trainer.func, dict(make_trainer.keywords)
+    if cfg.diagnostics.eos:
+        trainer_cls = with_eos_diagnostics(trainer_cls)
+        options["value_buckets"] = value_buckets(train)
+        sizes = pd.Series(options["value_buckets"]).value_counts()
+        tracked.set_tags({TAG_EOS_BUCKETS: " / ".join(str(sizes.get(b, 0)) for b in range(len(BUCKETS)))})
+    trainer = trainer_cls(
+        model=model,
+        reward_funcs=[reward],
+        args=training_args(cfg, Path(cfg.output_dir)),
+        train_dataset=to_dataset(train),
+        processing_class=tokenizer,
+        peft_config=peft_config(model_cfg),
+        **options,
+    )
+    warn_if_scale_removed(reward, trainer, tracked)
+    return trainer
+
+
+def fit(trainer: Any, evaluator: Evaluator, tracked: TrackedRun) -> None:
+    """Train, sending TRL's per-step metrics to MLflow; a run that raises keeps every step it logged."""
+    step_metrics = StepMetrics(tracked, tracked.cfg.flush_every_s)
+    trainer.add_callback(step_metrics)
+    trainer.add_callback(evaluator)
+    try:
+        trainer.train()
+    finally:
+        step_metrics.flush()
+    if evaluator.stopped is not None:  # the caller stopped training (a pruned trial)
+        raise evaluator.stopped
+
+
+def write_outputs(
+    cfg: DictConfig, trainer: Any, tokenizer: Any, evaluator: Evaluator, tracked: TrackedRun
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """The final evaluation and every file of the run, each also logged to MLflow."""
+    output_dir = Path(cfg.output_dir)
+    history = pd.DataFrame([h for h in trainer.state.log_history if "loss" in h])
+    history.to_csv(output_dir / TRAIN_LOG, index=False)
+    predictions, summary, buckets = evaluator.evaluate(trainer.model, trainer.state.global_step)
+    write_predictions(predictions, output_dir / PREDICTIONS)
+    (output_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2))
+    if cfg.save_model:
+        trainer.save_model(str(output_dir / "model"))
+    for name in (PREDICTIONS, METRICS_FILE, TRAIN_LOG):
+        tracked.log_artifact(output_dir / name)
+    if cfg.diagnostics.eos:
+        baseline = cfg.diagnostics.baseline_run_id
+        for path in eos_figure(
+            trainer.model, tokenizer, predictions, output_dir, cfg.diagnostics.eos_top_k, cfg.eval_batch_size,
+            (baseline, cfg.tracking.uri) if baseline else None,
+        ):  # fmt: skip
+            tracked.log_artifact(path)
+    if cfg.diagnostics.stops:
+        tracked.log_artifact(evaluator.write_stops(trainer.model))
+    sample = predictions.drop(columns=list(IN_MEMORY_COLUMNS), errors="ignore").head(
+        tracked.cfg.sample_completions
+    )
+    tracked.log_text(samples_jsonl(sample.to_dict("records")), SAMPLES)
+    tracked.log_text(buckets.to_csv(index=False), LENGTH_BY_VALUE)
+    return summary, buckets
 
 
 def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
@@ -218,88 +284,25 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
         check_targets(cfg[group], group)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    config_yaml = OmegaConf.to_yaml(OmegaConf.create(redact(OmegaConf.to_container(cfg, resolve=True))))
-    (output_dir / "config.yaml").write_text(config_yaml)
-    picked = choices(cfg, hooks.choices)
-    tags = {"dataset": picked.pop("data"), **picked}
-    tags |= {"seed": cfg.seed, "git_commit": git_commit(REPO), "output_dir": str(output_dir.resolve())}
-    tags |= hooks.tags
-    with TrackedRun(instantiate(cfg.tracking), output_dir.name, tags, hooks.parent_run_id) as tracked:
+    (output_dir / CONFIG_FILE).write_text(config_yaml(cfg))  # on disk even if the tracking store is down
+    tracking = instantiate(cfg.tracking)
+    with TrackedRun(
+        tracking, output_dir.name, run_tags(cfg, hooks, output_dir), hooks.parent_run_id
+    ) as tracked:
         if hooks.on_start is not None:
             hooks.on_start(tracked.run_id)
-        tracked.log_params(params_of(cfg))
-        tracked.log_text(config_yaml, "config.yaml")
-
-        table = instantiate(cfg.data).load()
-        train, test = table[table["split"] == "train"], table[table["split"] == "test"]
-        if train.empty or test.empty:
-            raise ValueError(
-                f"data: need questions in both splits, got {len(train)} train / {len(test)} test"
-            )
-        log.info(
-            "data: %d train / %d test questions, mean value %.4f",
-            len(train),
-            len(test),
-            train["value"].mean(),
-        )
-
+        tracked.log_config(cfg)
+        train, test = load_splits(cfg)
         reward = instantiate(cfg.reward).fit(train)
         tracked.set_tags({"reward": reward.__name__})
-        verifier = instantiate(cfg.verifier)
+        verifier = instantiate(cfg.verifier)  # a judge's server is checked here, before the model loads
         model_cfg = instantiate(cfg.model, _convert_="all")  # plain lists and dicts for peft
         model, tokenizer = load_model(model_cfg)
-        make_trainer = instantiate(cfg.algo.trainer)
-        trainer_cls, options = make_trainer.func, dict(make_trainer.keywords)
-        if cfg.diagnostics.eos:
-            trainer_cls = with_eos_diagnostics(trainer_cls)
-            options["value_buckets"] = value_buckets(train)
-            buckets = pd.Series(options["value_buckets"])
-            tracked.set_tags(
-                {"eos_buckets": f"{(buckets == 0).sum()} / {(buckets == 1).sum()} / {(buckets == 2).sum()}"}
-            )
-        trainer = trainer_cls(
-            model=model,
-            reward_funcs=[reward],
-            args=training_args(cfg, output_dir),
-            train_dataset=to_dataset(train),
-            processing_class=tokenizer,
-            peft_config=peft_config(model_cfg),
-            **options,
-        )
-        warn_if_scale_removed(reward, trainer, tracked)
+        trainer = build_trainer(cfg, reward, model, tokenizer, model_cfg, train, tracked)
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
         evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval)
-        step_metrics = StepMetrics(tracked, tracked.cfg.flush_every_s)
-        trainer.add_callback(step_metrics)
-        trainer.add_callback(evaluator)
-        try:
-            trainer.train()
-        finally:
-            step_metrics.flush()  # a run that raises keeps every step it logged
-        if evaluator.stopped is not None:
-            raise evaluator.stopped
-
-        history = pd.DataFrame([h for h in trainer.state.log_history if "loss" in h])
-        history.to_csv(output_dir / "train_log.csv", index=False)
-        predictions, summary, buckets = evaluator.evaluate(trainer.model, trainer.state.global_step)
-        write_predictions(predictions, output_dir / "predictions.jsonl")
-        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-        if cfg.save_model:
-            trainer.save_model(str(output_dir / "model"))
-        for name in ("predictions.jsonl", "metrics.json", "train_log.csv"):
-            tracked.log_artifact(output_dir / name)
-        if cfg.diagnostics.eos:
-            for path in eos_figure(cfg, trainer.model, tokenizer, predictions, output_dir):
-                tracked.log_artifact(path)
-        if cfg.diagnostics.stops:
-            tracked.log_artifact(evaluator.write_stops(trainer.model))
-        sample = (
-            predictions.drop(columns=list(IN_MEMORY_COLUMNS), errors="ignore")
-            .head(tracked.cfg.sample_completions)
-            .to_dict("records")
-        )
-        tracked.log_text(samples_jsonl(sample), "samples.jsonl")
-        tracked.log_text(buckets.to_csv(index=False), "length_by_value.csv")
+        fit(trainer, evaluator, tracked)
+        summary, buckets = write_outputs(cfg, trainer, tokenizer, evaluator, tracked)
     print(format_metrics(summary, buckets))
     print(f"run directory: {output_dir}   MLflow run: {tracked.run_id} ({tracked.cfg.uri})")
     return summary

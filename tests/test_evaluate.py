@@ -19,7 +19,7 @@ def test_cli_prints_and_returns_the_metrics(tmp_path, capsys):
     assert summary["h_acc"] == pytest.approx(82.5)
     out = capsys.readouterr().out
     assert "H-Acc 82.5" in out and "value density 2.750" in out and "length by value bucket" in out
-    assert "length gap top-bottom20 +30.0" in out
+    assert "length gap top-bottom 20% +30.0" in out
 
 
 def test_csv_and_json_output(tmp_path, capsys):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-VALUE_SCALE_TAG = "ablate.value_scale"  # MLflow tag set when a trainer removes a per-question reward scale
-
 
 def removes_question_scale(trainer: Any) -> bool:
     """Whether the trainer divides each group's rewards by that group's own std (GRPO's

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-BUCKETS = ("bottom20", "middle", "top20")
+from ablate.names import BUCKETS
+
 POSITIONS = ("all", "terminal", "before")
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import pandas as pd
 
 ANSWER_LINE = re.compile(r"Answer:[^\n]*")
-STOPS_FILE = "stops.csv"  # the per-question table a run writes and logs
 
 
 def answer_line_ends(text: str) -> list[int]:
@@ -65,3 +64,10 @@ def stop_probabilities(
                 {"id": qid, "line": line, "p_stop": row[position], "stop_logit": math.log(p / (1 - p))}
             )
     return pd.DataFrame(rows, columns=["id", "line", "p_stop", "stop_logit"])
+
+
+def stops_table(questions: pd.DataFrame, start: pd.DataFrame, end: pd.DataFrame) -> pd.DataFrame:
+    """Each question's pi(stop) per answer line before (``*_start``) and after (``*_end``) training,
+    beside its value and difficulty: the table a run writes as ``stops.csv``."""
+    keys = [c for c in ("id", "value", "shown_value", "difficulty") if c in questions]
+    return questions[keys].merge(start.merge(end, on=["id", "line"], suffixes=("_start", "_end")))

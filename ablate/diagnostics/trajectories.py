@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ablate.metrics import top_bottom
+from ablate.names import EOS_TRAJECTORIES
 
 RELATIVE_BINS = 10
 
@@ -86,3 +88,40 @@ def plot_eos_trajectories(table: pd.DataFrame, stem: Path) -> list[Path]:
             fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+def eos_figure(
+    model: Any,
+    tokenizer: Any,
+    predictions: pd.DataFrame,
+    output_dir: Path,
+    top_k: int,
+    batch_size: int,
+    baseline: tuple[str, str] | None = None,
+) -> list[Path]:
+    """A run's EOS trajectories (``eos_trajectories.csv`` and its figure in ``output_dir``), with those
+    of ``baseline`` = (run id, tracking URI), an earlier run, drawn beside them."""
+    from ablate.generation import eos_probabilities  # torch only where a model runs
+
+    def score(rows: pd.DataFrame) -> list[list[float]]:
+        return eos_probabilities(
+            model, list(rows["prompt_ids"]), list(rows["completion_ids"]), tokenizer.eos_token_id,
+            tokenizer.pad_token_id, batch_size,
+        )  # fmt: skip
+
+    table = eos_trajectories(predictions, top_k, run=output_dir.name, score=score)
+    if baseline:
+        import mlflow
+
+        run_id, uri = baseline
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=EOS_TRAJECTORIES, tracking_uri=uri
+        )
+        theirs = pd.read_csv(local)
+        own = theirs["run"].iloc[0] if "run" in theirs and len(theirs) else run_id
+        table = pd.concat(
+            [theirs[theirs["run"] == own].assign(run=f"baseline {own}"), table], ignore_index=True
+        )
+    path = output_dir / EOS_TRAJECTORIES
+    table.to_csv(path, index=False)
+    return [path, *plot_eos_trajectories(table, path.with_suffix(""))]

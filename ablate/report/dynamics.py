@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from ablate.names import eval_key
+
 COLUMNS = {
     "step_s": "s/step",
     "gen_tok_s": "generated tok/s",
@@ -34,7 +36,7 @@ def run_dynamics(history: Callable[[str, str], pd.DataFrame], run_id: str, batch
         return points.sort_values("step")["value"].reset_index(drop=True) if len(points) else pd.Series()
 
     step_time, length = series("step_time"), series("completions/mean_length")
-    correct, acc = series("reward/correct_rate"), series("eval/acc")
+    correct, acc = series("reward/correct_rate"), series(eval_key("acc"))
     steps = min(len(step_time), len(length))
     per_step_tokens = batch * length.iloc[:steps] / step_time.iloc[:steps]
     first, last = slice(None, window), slice(-window, None)

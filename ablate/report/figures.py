@@ -23,8 +23,8 @@ import seaborn as sns
 
 from ablate import metrics
 from ablate.diagnostics.trajectories import plot_eos_trajectories
+from ablate.names import BUCKETS, EOS_TRAJECTORIES
 
-BUCKETS = ("bottom20", "middle", "top20")
 CI = ("ci", 95)
 sns.set_theme(style="whitegrid")
 
@@ -81,7 +81,7 @@ def eos_trajectories(frame: pd.DataFrame, keys: list[str], download: Callable, s
     tables = []
     for run, variant, reward in zip(frame["run_id"], label(frame, keys), frame["reward"], strict=True):
         if reward in ("correctness", "rlev"):
-            table = pd.read_csv(download(run, "eos_trajectories.csv"))
+            table = pd.read_csv(download(run, EOS_TRAJECTORIES))
             tables.append(table.assign(run=variant))
     return plot_eos_trajectories(pd.concat(tables, ignore_index=True), stem)
 

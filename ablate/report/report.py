@@ -22,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 from mlflow import MlflowClient
 
-from ablate.diagnostics.stopping import STOPS_FILE
-from ablate.evaluate import PREDICTIONS_START, read_predictions
+from ablate.evaluate import read_predictions
+from ablate.names import BUCKETS, EOS_TRAJECTORIES, METRICS, PREDICTIONS_START, STOPS_FILE
 from ablate.report import dynamics, figures, paired, power
-from ablate.report.runs import METRICS, StudyRuns
+from ablate.report.runs import StudyRuns
 from ablate.report.table import BASELINE, paper_table, to_latex, to_markdown
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per downloaded file
@@ -155,11 +155,11 @@ class Report:
                 drawn[name] = figures.sweep_curve(df, key, x_label, out / name, with_length)
         stem = out / "length_by_value"
         drawn["length_by_value"] = figures.length_by_value(df, keys, self.predictions, stem)
-        has_eos = self._has_artifact(df, "eos_trajectories.csv")
+        has_eos = self._has_artifact(df, EOS_TRAJECTORIES)
         if has_eos and df["reward"].isin(["correctness", "rlev"]).any():
             stem = out / "eos_trajectories"
             drawn["eos_trajectories"] = figures.eos_trajectories(df, keys, self.download, stem)
-        if self._has_metric("eos/grad_abs_top20"):
+        if self._has_metric(f"eos/grad_abs_{BUCKETS[-1]}"):
             drawn["eos_gradient"] = figures.eos_gradient(df, keys, self.runs.history, out / "eos_gradient")
         drawn["reward_curves"] = figures.reward_curves(df, keys, self.runs.history, out / "reward_curves")
         if not self.paired.empty and "d_stop_logit" in set(self.paired["outcome"]):

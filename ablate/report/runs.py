@@ -16,10 +16,18 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from ablate.evaluate import read_predictions
-from ablate.sweep.results import COLUMNS as METRIC_NAMES
-
-METRICS = list(METRIC_NAMES)  # acc, h_acc, length, value_density, acc_top20/bottom20, length_gap
-TAG_OF = {"data": "dataset"}  # grid keys recorded as a run tag of another name
+from ablate.names import (
+    METRICS,
+    PARAM_GRID,
+    PARAM_SPACE,
+    PREDICTIONS,
+    ROLE_STUDY,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_STUDY,
+    TAG_TRIAL_NUMBER,
+    eval_key,
+)
 
 
 class StudyRuns:
@@ -34,17 +42,18 @@ class StudyRuns:
         mlflow.set_tracking_uri(tracking_uri)
         runs = mlflow.search_runs(
             experiment_ids=[found.experiment_id],
-            filter_string=f"tags.`ablate.study` = '{study}'",
+            filter_string=f"tags.`{TAG_STUDY}` = '{study}'",
             output_format="pandas",
         )
-        parents = runs[runs.get("tags.ablate.role", pd.Series(dtype=str)) == "study"] if len(runs) else runs
+        roles = runs.get(f"tags.{TAG_ROLE}", pd.Series(dtype=str))
+        parents = runs[roles == ROLE_STUDY] if len(runs) else runs
         if parents.empty:
             raise ValueError(f"no study {study!r} in MLflow experiment {experiment!r} at {tracking_uri}")
         self.parent = parents.iloc[0]
         self.parent_run_id = self.parent["run_id"]
-        self.raw = runs[runs["tags.mlflow.parentRunId"] == self.parent_run_id].reset_index(drop=True)
-        grid = json.loads(self.parent.get("params.study.grid") or "{}")
-        space = json.loads(self.parent.get("params.study.space") or "{}")
+        self.raw = runs[runs[f"tags.{TAG_PARENT}"] == self.parent_run_id].reset_index(drop=True)
+        grid = json.loads(self.parent.get(f"params.{PARAM_GRID}") or "{}")
+        space = json.loads(self.parent.get(f"params.{PARAM_SPACE}") or "{}")
         self.varied = [*grid, *space]  # the config keys the study varies
 
     def frame(self) -> pd.DataFrame:
@@ -53,7 +62,7 @@ class StudyRuns:
         out = pd.DataFrame(
             {
                 "run_id": raw["run_id"],
-                "trial": pd.to_numeric(raw["tags.optuna.trial_number"]).astype(int),
+                "trial": pd.to_numeric(raw[f"tags.{TAG_TRIAL_NUMBER}"]).astype(int),
                 "status": raw["status"],
                 "algo": raw["tags.algo"],
                 "reward": raw["tags.reward"],
@@ -62,12 +71,12 @@ class StudyRuns:
         for key in self.varied:
             if key in ("algo", "reward", "seed"):
                 continue
-            tag, param = f"tags.{TAG_OF.get(key, key)}", f"params.{key}"
+            tag, param = f"tags.{key}", f"params.{key}"  # a config group is a tag, any other key a param
             column = raw[tag] if tag in raw else raw[param]
             out[key] = _numeric(column)
         out["seed"] = pd.to_numeric(raw["params.seed"]).astype(int)
         for name in METRICS:
-            out[name] = raw[f"metrics.eval/{name}"]
+            out[name] = raw[f"metrics.{eval_key(name)}"]
         return out.sort_values("trial").reset_index(drop=True)
 
     def variant_keys(self, frame: pd.DataFrame) -> list[str]:
@@ -80,9 +89,9 @@ class StudyRuns:
 
     def predictions(self, run_id: str, cache: Path) -> pd.DataFrame:
         """The run's greedy-evaluation predictions table (downloaded once into ``cache``)."""
-        local = cache / run_id / "predictions.jsonl"
+        local = cache / run_id / PREDICTIONS
         if not local.exists():
-            self.artifact(run_id, "predictions.jsonl", cache / run_id)
+            self.artifact(run_id, PREDICTIONS, cache / run_id)
         return read_predictions(local)
 
     def history(self, run_id: str, metric: str) -> pd.DataFrame:

@@ -10,9 +10,8 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from ablate.report.runs import METRICS
+from ablate.names import LABELS, METRICS
 from ablate.report.stats import mean_ci, paired_bootstrap
-from ablate.sweep.results import COLUMNS as LABELS
 
 BASELINE = "correctness"
 ALPHA = 0.05  # a delta is marked significant when its paired-bootstrap p-value is below this

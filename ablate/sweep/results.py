@@ -11,28 +11,20 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-COLUMNS = {
-    "acc": "Acc",
-    "h_acc": "H-Acc",
-    "length": "length",
-    "value_density": "value density",
-    "acc_top20": "top-20% Acc",
-    "acc_bottom20": "bottom-20% Acc",
-    "length_gap": "length gap top-bottom 20%",
-}
+from ablate.names import ATTR_METRICS, ATTR_RUN_ID, LABELS, METRICS
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per COMPLETE trial: its number, parameters, metrics and MLflow run id."""
     rows = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        metrics = trial.user_attrs.get("metrics", {})
+        metrics = trial.user_attrs.get(ATTR_METRICS, {})
         rows.append(
             {
                 "trial": trial.number,
                 **trial.params,
-                **{k: metrics.get(k, float("nan")) for k in COLUMNS},
-                "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
+                **{k: metrics.get(k, float("nan")) for k in METRICS},
+                "mlflow_run_id": trial.user_attrs.get(ATTR_RUN_ID),
             }
         )
     return pd.DataFrame(rows)
@@ -46,16 +38,16 @@ def results_table(study: optuna.Study, grid: bool, objective: str = "h_acc") -> 
     frame = trials_frame(study)
     if frame.empty:
         return frame
-    params = [c for c in frame.columns if c not in ("trial", "mlflow_run_id", *COLUMNS)]
+    params = [c for c in frame.columns if c not in ("trial", "mlflow_run_id", *METRICS)]
     if not grid:
         ascending = study.directions[0] == optuna.study.StudyDirection.MINIMIZE
         table = frame.drop(columns="mlflow_run_id").sort_values(objective, ascending=ascending)
-        return table.rename(columns=COLUMNS).reset_index(drop=True)
+        return table.rename(columns=LABELS).reset_index(drop=True)
     keys = [p for p in params if p != "seed"] or params
     grouped = frame.groupby(keys, sort=False, dropna=False)
-    table = grouped[list(COLUMNS)].mean()
+    table = grouped[list(METRICS)].mean()
     table.insert(0, "n", grouped.size())
-    return table.rename(columns=COLUMNS).reset_index()
+    return table.rename(columns=LABELS).reset_index()
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from ablate.connect import redact
+from ablate.names import ATTR_RUN_ID, TAG_ERROR
 
 log = logging.getLogger(__name__)
 JOURNAL = "journal:"
@@ -85,13 +86,15 @@ class RetryAndMarkRun(RetryHeartbeatStaleTrialCallback):
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         super().__call__(study, trial)
         log.warning("trial %d lost its worker; failed and queued again", trial.number)
-        run_id = trial.user_attrs.get("mlflow_run_id")
+        run_id = trial.user_attrs.get(ATTR_RUN_ID)
         if run_id and self.tracking_uri:
             from mlflow import MlflowClient
 
             client = MlflowClient(self.tracking_uri)
             try:
-                client.set_tag(run_id, "error", "worker lost (killed or no heartbeat); the trial was retried")
+                client.set_tag(
+                    run_id, TAG_ERROR, "worker lost (killed or no heartbeat); the trial was retried"
+                )
                 client.set_terminated(run_id, status="FAILED")
             except Exception as err:  # the trial's retry matters more than its old run's status
                 log.warning("could not mark MLflow run %s FAILED: %s", run_id, err)
@@ -155,7 +158,7 @@ def serialize_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
 def sampler_of(cfg: DictConfig, cells: list[dict[str, Any]]) -> optuna.samplers.BaseSampler:
     """The study's sampler; a grid's cells are queued, so GridSampler only records the grid."""
     if cfg.sampler is not None:
-        if cfg.grid and "GridSampler" in cfg.sampler._target_:
+        if cfg.grid and issubclass(get_class(cfg.sampler._target_), optuna.samplers.GridSampler):
             return instantiate(cfg.sampler, search_space=_grid_space(cells))
         return instantiate(cfg.sampler)
     if cfg.grid:

@@ -20,9 +20,9 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ablate.names import METRICS
+
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
-# ablate train's final eval metrics (ablate.metrics.summary), the values an objective may name
-EVAL_METRICS = ("acc", "h_acc", "length", "value_density", "acc_top20", "acc_bottom20", "length_gap")
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -30,7 +30,7 @@ DIRECTIONS = ("maximize", "minimize")
 class Objective:
     """One value a trial returns to Optuna."""
 
-    metric: str = "h_acc"  # a final eval metric: one of EVAL_METRICS
+    metric: str = "h_acc"  # a final eval metric: one of METRICS
     direction: str = "maximize"  # maximize | minimize
 
 
@@ -124,7 +124,7 @@ def check(cfg: DictConfig, path: Path) -> None:
             if not (value is None or isinstance(value, bool | int | float | str)):
                 raise ValueError(f"{path}: grid.{key}: {value!r} is not a single value (str, number, bool)")
     for i, objective in enumerate(cfg.objectives):
-        for key, valid in (("metric", EVAL_METRICS), ("direction", DIRECTIONS)):
+        for key, valid in (("metric", METRICS), ("direction", DIRECTIONS)):
             if objective[key] not in valid:
                 raise ValueError(
                     f"{path}: objectives[{i}].{key}={objective[key]!r}; valid choices are {', '.join(valid)}"

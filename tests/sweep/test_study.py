@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 
 from ablate import metrics
+from ablate.names import METRICS
 from ablate.sweep.launcher import check_configs
-from ablate.sweep.study import EVAL_METRICS, STUDIES_DIR, grid_cells, load_study, override, study_choices
+from ablate.sweep.study import STUDIES_DIR, grid_cells, load_study, override, study_choices
 
 STUDIES = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
 PAPER = {"quickstart", "paper_table1", "paper_table3_noisy", "paper_table4_ablation", "paper_table5_alpha",
@@ -42,7 +43,7 @@ def test_grids_have_the_paper_s_cells():
 
 def test_objective_metrics_are_the_eval_metrics():
     df = pd.DataFrame({"value": [0.1, 0.2, 0.3, 0.4, 0.5], "correct": [1, 0, 1, 0, 1], "length": [3] * 5})
-    assert set(metrics.summary(df)) - {"n"} == set(EVAL_METRICS)
+    assert set(metrics.summary(df)) - {"n"} == set(METRICS)
 
 
 def test_train_and_sweep_overrides_apply():
