@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from ablate.names import ATTR_METRICS, ATTR_RUN_ID, LABELS, METRICS
+from ablate.names import ATTR_DUPLICATE_OF, ATTR_ERROR, ATTR_METRICS, ATTR_RUN_ID, LABELS, METRICS
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -54,3 +54,16 @@ def format_table(table: pd.DataFrame) -> str:
     if table.empty:
         return "(no completed trials)"
     return table.to_string(index=False, float_format=lambda x: f"{x:.2f}")
+
+
+def describe(trial: FrozenTrial) -> str:
+    params = " ".join(f"{k}={v}" for k, v in trial.params.items())
+    line = f"trial {trial.number} {trial.state.name:8s} {params}"
+    if trial.state == TrialState.COMPLETE:
+        metrics = trial.user_attrs.get(ATTR_METRICS, {})
+        line += "  " + " ".join(f"{k}={metrics[k]:.2f}" for k in ("acc", "h_acc", "length") if k in metrics)
+    elif ATTR_ERROR in trial.user_attrs:
+        line += f"  {trial.user_attrs[ATTR_ERROR][:300]}"
+    elif ATTR_DUPLICATE_OF in trial.user_attrs:
+        line += f"  (cell already held by trial {trial.user_attrs[ATTR_DUPLICATE_OF]})"
+    return line

@@ -21,11 +21,15 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
 
 from ablate.connect import redact
-from ablate.names import ATTR_RUN_ID, TAG_ERROR
+from ablate.names import ATTR_RUN_ID, STUDY_ATTR_SPEC, TAG_ERROR
+from ablate.sweep.study import fingerprint, grid_cells
 
 log = logging.getLogger(__name__)
+LIVE = (TrialState.WAITING, TrialState.RUNNING)
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 JOURNAL = "journal:"
 T = TypeVar("T")
 # What a database restart looks like from SQLAlchemy: the error itself, or the transaction it
@@ -191,3 +195,45 @@ def suggest(trial: optuna.Trial, name: str, distribution: Any) -> Any:
     if isinstance(distribution, d.CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
     raise TypeError(f"space.{name}: {type(distribution).__name__} is not an Optuna distribution")
+
+
+def open_study(cfg: DictConfig, storage: Any, create: bool = False) -> tuple[optuna.Study, bool]:
+    """The study in ``storage`` and whether this call created it (``create``: if it does not exist).
+
+    A launcher creates or resumes it, and a resumed study must be the same study (overrides, grid,
+    objectives); a trial's worker only loads it.
+    """
+    name = cfg.sweep.name
+    sampler = sampler_of(cfg, grid_cells(cfg) if cfg.grid else [])
+    pruner = pruner_of(cfg)
+    if not create:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), False
+    directions = [o.direction for o in cfg.objectives]
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, directions=directions, sampler=sampler, pruner=pruner
+        )
+        study.set_user_attr(STUDY_ATTR_SPEC, fingerprint(cfg))
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    stored = stored_attr(study, STUDY_ATTR_SPEC, wait_s=10)  # its creator may not have written it yet
+    mine = fingerprint(cfg)
+    if stored is not None and stored != mine:
+        differ = ", ".join(k for k in mine if mine[k] != stored.get(k))
+        raise ValueError(
+            f"study {name!r} already exists in this storage with other {differ}: stored {stored}, "
+            f"given {mine}. Run it with the same settings to resume it, "
+            "or name a new study with sweep.name=..."
+        )
+    return study, False
+
+
+def stored_attr(study: optuna.Study, key: str, wait_s: float) -> Any:
+    """A study user attribute, waiting up to ``wait_s`` for another machine's launcher to write it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        value = study.user_attrs.get(key)  # read from the storage on every access
+        if value is not None or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.2)

@@ -27,7 +27,7 @@ DIRECTIONS = ("maximize", "minimize")
 
 
 @dataclass
-class Objective:
+class ObjectiveMetric:
     """One value a trial returns to Optuna."""
 
     metric: str = "h_acc"  # a final eval metric: one of METRICS
@@ -66,7 +66,8 @@ class StudyConfig:
     n_trials: int | None = None  # trials of a ``space`` search (a grid runs each cell once)
     sampler: Any = None  # an optuna sampler as a _target_ node (None: GridSampler / TPESampler(seed=0))
     pruner: Any = None  # an optuna pruner as a _target_ node (None: no pruning)
-    objectives: list[Objective] = field(default_factory=lambda: [Objective()])  # >1: multi-objective
+    # what a trial returns to Optuna; more than one: a multi-objective study
+    objectives: list[ObjectiveMetric] = field(default_factory=lambda: [ObjectiveMetric()])
     sweep: SweepConfig = field(default_factory=SweepConfig)  # how to run it
 
 
@@ -157,6 +158,11 @@ def grid_cells(cfg: DictConfig) -> list[dict[str, Any]]:
 def cell_key(params: dict[str, Any]) -> str:
     """A cell's identity, independent of key order."""
     return json.dumps(params, sort_keys=True)
+
+
+def cell_of(trial: Any) -> dict[str, Any]:
+    """The grid cell an Optuna trial holds: its parameters, or those it was queued with."""
+    return trial.params or trial.system_attrs.get("fixed_params", {})
 
 
 def override(key: str, value: Any) -> str:

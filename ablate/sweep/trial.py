@@ -25,19 +25,29 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ablate.config import compose_with_choices
-from ablate.sweep.storage import RetryAndMarkRun, get_storage, pruner_of, retrying, sampler_of, suggest
-from ablate.sweep.study import StudyConfig, cell_key, grid_cells, override
+from ablate.names import (
+    ATTR_DUPLICATE_OF,
+    ATTR_ERROR,
+    ATTR_METRICS,
+    ATTR_OUTPUT_DIR,
+    ATTR_RUN_ID,
+    ATTR_WORKER,
+    TAG_OPTUNA_STUDY,
+    TAG_PRUNED,
+    TAG_STUDY,
+    TAG_TRIAL_NUMBER,
+)
+from ablate.sweep.storage import DONE, LIVE, RetryAndMarkRun, get_storage, open_study, retrying, suggest
+from ablate.sweep.study import StudyConfig, cell_key, cell_of, override
 
 log = logging.getLogger(__name__)
-LIVE = (TrialState.WAITING, TrialState.RUNNING)
-DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class PrunedTrial(optuna.TrialPruned):
     """Optuna's pruned signal that also ends the trial's MLflow run as KILLED, tagged ``pruned``."""
 
     mlflow_status = "KILLED"
-    mlflow_tag = "pruned"
+    mlflow_tag = TAG_PRUNED
 
 
 class DuplicateCell(RuntimeError):
@@ -60,7 +70,7 @@ def duplicate_of(study: optuna.Study, trial: optuna.Trial, params: dict[str, Any
     for other in study.get_trials(deepcopy=False):
         if other.number == trial.number:
             continue
-        if cell_key(other.params or other.system_attrs.get("fixed_params", {})) != key:
+        if cell_key(cell_of(other)) != key:
             continue
         if other.state in DONE or (other.state in LIVE and other.number < trial.number):
             return other.number
@@ -82,12 +92,12 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         # Every storage call retries a lost connection: a database restart must not fail the trial.
-        retrying(lambda: trial.set_user_attr("worker", worker_id()))
+        retrying(lambda: trial.set_user_attr(ATTR_WORKER, worker_id()))
         params = retrying(lambda: self.params(trial))
         if self.cfg.grid:
             owner = retrying(lambda: duplicate_of(trial.study, trial, params))
             if owner is not None:
-                retrying(lambda: trial.set_user_attr("duplicate_of", owner))
+                retrying(lambda: trial.set_user_attr(ATTR_DUPLICATE_OF, owner))
                 raise DuplicateCell(f"cell {params} is already held by trial {owner}")
         try:
             summary = self.train(trial, params)
@@ -95,10 +105,10 @@ class Objective:
             raise
         except Exception as err:
             message = f"{type(err).__name__}: {err}"[:2000]
-            retrying(lambda: trial.set_user_attr("error", message))
+            retrying(lambda: trial.set_user_attr(ATTR_ERROR, message))
             raise
         finite = {k: v for k, v in summary.items() if math.isfinite(v)}
-        retrying(lambda: trial.set_user_attr("metrics", finite))
+        retrying(lambda: trial.set_user_attr(ATTR_METRICS, finite))
         values = tuple(summary[o.metric] for o in self.cfg.objectives)
         return values[0] if len(values) == 1 else values
 
@@ -107,7 +117,7 @@ class Objective:
         from ablate.train import RunHooks, run
 
         output_dir = f"{self.spec['dir']}/{run_name(trial.number, params)}"
-        retrying(lambda: trial.set_user_attr("output_dir", output_dir))
+        retrying(lambda: trial.set_user_attr(ATTR_OUTPUT_DIR, output_dir))
         overrides = [*self.cfg.overrides, *(override(k, v) for k, v in params.items())]
         cfg, choices = compose_with_choices(
             [*overrides, f"output_dir='{output_dir}'"]
@@ -116,8 +126,8 @@ class Objective:
         hooks = RunHooks(
             choices=choices,
             parent_run_id=self.spec["parent_run_id"],
-            tags={"ablate.study": name, "optuna.study": name, "optuna.trial_number": trial.number},
-            on_start=lambda run_id: retrying(lambda: trial.set_user_attr("mlflow_run_id", run_id)),
+            tags={TAG_STUDY: name, TAG_OPTUNA_STUDY: name, TAG_TRIAL_NUMBER: trial.number},
+            on_start=lambda run_id: retrying(lambda: trial.set_user_attr(ATTR_RUN_ID, run_id)),
             on_eval=self.reporter(trial) if len(self.cfg.objectives) == 1 else None,
         )
         return run(cfg, hooks)
@@ -135,18 +145,6 @@ class Objective:
         return on_eval
 
 
-def open_study(spec: dict[str, Any], study_cfg: DictConfig) -> optuna.Study:
-    sweep = study_cfg.sweep
-    on_stale = RetryAndMarkRun(sweep.max_retry, spec["tracking_uri"])
-    storage = get_storage(spec["storage"], sweep.heartbeat_s, sweep.grace_s, on_stale)
-    return optuna.load_study(
-        study_name=sweep.name,
-        storage=storage,
-        sampler=sampler_of(study_cfg, grid_cells(study_cfg) if study_cfg.grid else []),
-        pruner=pruner_of(study_cfg),
-    )
-
-
 def work_left(study: optuna.Study, study_cfg: DictConfig) -> bool:
     """A queued grid cell, or a search trial not yet asked for."""
     trials = study.get_trials(deepcopy=False)
@@ -159,14 +157,16 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec = json.loads(sys.stdin.read())
     study_cfg = OmegaConf.merge(OmegaConf.structured(StudyConfig), spec["study"])
-    study = open_study(spec, study_cfg)
+    on_stale = RetryAndMarkRun(study_cfg.sweep.max_retry, spec["tracking_uri"])
+    storage = get_storage(spec["storage"], study_cfg.sweep.heartbeat_s, study_cfg.sweep.grace_s, on_stale)
+    study, _ = open_study(study_cfg, storage)
     objective = Objective(spec, study_cfg)
     for _ in range(study_cfg.sweep.trials_per_worker):
         if not retrying(lambda: work_left(study, study_cfg)):
             print("no trial left to run; nothing to do")
             return
         study.optimize(objective, n_trials=1, catch=(Exception,))
-        last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker_id()]
+        last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ATTR_WORKER) == worker_id()]
         if last:
             print(f"trial {last[-1].number}: {last[-1].state.name}", flush=True)
 

@@ -1,8 +1,8 @@
-"""The launcher's pieces: queueing grid cells, worker environments, storage URLs."""
+"""The launcher's pieces: queueing grid cells, storage URLs."""
 
 import optuna
 
-from ablate.sweep.launcher import queue_missing_cells, worker_env
+from ablate.sweep.launcher import queue_missing_cells
 from ablate.sweep.storage import default_storage_url, get_storage, sampler_of
 from ablate.sweep.study import grid_cells, load_study
 
@@ -20,21 +20,6 @@ def test_cells_are_queued_once_and_failed_ones_again(tmp_path):
     assert queue_missing_cells(study, cells) == 1  # the failed cell is queued again on resume
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert len(waiting) == 15 and waiting[-1].system_attrs["fixed_params"] == cells[0]
-
-
-def test_each_trial_process_gets_one_gpu_round_robin(monkeypatch):
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert [worker_env(slot, 4, [2, 5])["CUDA_VISIBLE_DEVICES"] for slot in range(4)] == ["2", "5", "2", "5"]
-
-
-def test_cpu_workers_share_the_cores(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
-    env = worker_env(0, 2, [])
-    assert env["OMP_NUM_THREADS"] == "4" and "CUDA_VISIBLE_DEVICES" not in env
-    assert worker_env(0, 16, [])["OMP_NUM_THREADS"] == "1"
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert worker_env(0, 2, [])["OMP_NUM_THREADS"] == "3"  # the user's setting wins
 
 
 def test_default_storage_sits_beside_a_sqlite_mlflow_store():
