@@ -15,21 +15,18 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from hydra import compose, initialize_config_dir
 
-from ablate.cli import CONF_DIR
+from ablate.config import compose
 from ablate.train import run
 
 LARGER = ["model.hidden_size=256", "model.layers=4", "model.heads=8", "model.intermediate_size=768"]
 
 
 def step_times(out: Path, eos: bool, steps: int, overrides: list[str]) -> list[float]:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            config_name="config",
-            overrides=[f"steps={steps}", "eval_limit=8", f"diagnostics.eos={str(eos).lower()}",
-                       f"output_dir={out}", f"tracking.uri=sqlite:///{out}.db", *overrides],
-        )  # fmt: skip
+    cfg = compose(
+        [f"steps={steps}", "eval_limit=8", f"diagnostics.eos={str(eos).lower()}", f"output_dir={out}",
+         f"tracking.uri=sqlite:///{out}.db", *overrides]
+    )  # fmt: skip
     run(cfg)
     return pd.read_csv(out / "train_log.csv")["step_time"].tolist()[1:]  # the first step warms up
 

@@ -19,11 +19,10 @@ import statistics
 import time
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from transformers import DynamicCache, GenerationConfig
 
-from ablate.cli import CONF_DIR
+from ablate.config import compose
 from ablate.generation import left_pad
 from ablate.models import load_model
 
@@ -57,8 +56,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=positive_control"])
+    cfg = compose(["experiment=positive_control"])
     model, tokenizer = load_model(instantiate(cfg.model, _convert_="all"))
     model.eval()
     table = instantiate(cfg.data).load()

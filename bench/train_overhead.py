@@ -16,21 +16,23 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from ablate.cli import CONF_DIR
+from ablate.config import compose
 from ablate.models import load_model
 from ablate.train import run, to_dataset, training_args
 
 
 def config(steps: int, out: Path, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            config_name="config",
-            overrides=[f"steps={steps}", "eval_limit=8", f"output_dir={out}", f"tracking.uri=sqlite:///{out}.db",
-                       *overrides],
-        )  # fmt: skip
+    return compose(
+        [
+            f"steps={steps}",
+            "eval_limit=8",
+            f"output_dir={out}",
+            f"tracking.uri=sqlite:///{out}.db",
+            *overrides,
+        ]
+    )
 
 
 def bare_trl(cfg) -> list[float]:
