@@ -1,4 +1,5 @@
-"""One function hides the Optuna storage behind a URL; the study's Optuna objects from its file.
+"""One function hides the Optuna storage behind a URL; the study's Optuna objects from its file;
+``open_study`` creates or loads it (the launcher creates or resumes, a trial's worker loads).
 
 ``sqlite:///F`` and any SQLAlchemy URL (``postgresql+psycopg://...``) give an ``RDBStorage``
 with heartbeats, so a trial whose worker died is failed and retried; ``journal:PATH`` gives
