@@ -84,6 +84,8 @@ def compose_with_choices(overrides: Sequence[str] = ()) -> tuple[DictConfig, dic
     >>> cfg.reward.alpha, choices["reward"], choices["algo"]
     (5, 'rlev', 'rloo')
     """
+    if isinstance(overrides, str):
+        raise TypeError(f"compose takes a list of overrides, got the string {overrides!r}")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
     choices = {k: str(v) for k, v in cfg.hydra.runtime.choices.items() if v is not None}

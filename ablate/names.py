@@ -34,6 +34,15 @@ def label(metric: str) -> str:
     return LABELS.get(metric, metric)
 
 
+def eos_key(stat: str, bucket: str, position: str = "all") -> str:
+    """An EOS diagnostic's metric name: ``eos/grad_abs_top20``, ``eos/prob_middle_terminal``, ...
+
+    >>> eos_key("grad_abs", BUCKETS[-1]), eos_key("prob", "middle", "terminal")
+    ('eos/grad_abs_top20', 'eos/prob_middle_terminal')
+    """
+    return f"eos/{stat}_{bucket}" if position == "all" else f"eos/{stat}_{bucket}_{position}"
+
+
 # --- MLflow: tags of every run, of a sweep's trial runs and of its study run
 GROUPS = ("data", "reward", "model", "algo")  # config groups a run is tagged (and grouped) by
 TAG_SEED = "seed"

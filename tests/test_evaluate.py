@@ -22,6 +22,17 @@ def test_cli_prints_and_returns_the_metrics(tmp_path, capsys):
     assert "length gap top-bottom 20% +30.0" in out
 
 
+def test_an_evaluation_is_logged_as_eval_metrics_without_the_row_count():
+    from ablate import metrics
+    from ablate.evaluate import eval_metrics
+
+    summary = metrics.summary(FIVE)
+    logged = eval_metrics(summary, metrics.length_by_value_bucket(FIVE, buckets=5))
+    buckets = {f"eval/length_bucket{i}" for i in range(5)}
+    assert logged["eval/h_acc"] == pytest.approx(82.5) and "eval/n" not in logged
+    assert set(logged) == buckets | {f"eval/{k}" for k in summary if k != "n"}
+
+
 def test_csv_and_json_output(tmp_path, capsys):
     FIVE.to_csv(tmp_path / "p.csv", index=False)
     assert evaluate_file(tmp_path / "p.csv")["value_density"] == pytest.approx(2.75)

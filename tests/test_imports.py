@@ -60,6 +60,10 @@ def test_the_import_graph_of_ablate_has_no_cycle(lazy):
     assert cycles(graph) == []
 
 
+def test_the_shared_names_import_nothing():
+    assert import_graph(lazy=True)["ablate.names"] == set()
+
+
 def test_a_cycle_is_found():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
 

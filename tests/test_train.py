@@ -50,6 +50,8 @@ def test_train_run_writes_metrics_that_evaluate_reproduces(tmp_path):
     (mlrun,) = client.search_runs([client.get_experiment_by_name("ablate").experiment_id])
     assert mlrun.info.status == "FINISHED"
     assert mlrun.data.tags["reward"] == "rlev" and mlrun.data.params["reward.alpha"] == "10"
+    # composed by code (no Hydra choices): each group is tagged by its target's class name
+    assert (mlrun.data.tags["data"], mlrun.data.tags["algo"]) == ("SyntheticExams", "RLOOTrainer")
     # eval_every=1: evaluated after step 1 and at the end (step 2), with the final numbers last.
     history = client.get_metric_history(mlrun.info.run_id, "eval/h_acc")
     assert [m.step for m in history] == [1, 2]

@@ -25,7 +25,7 @@ collapse: brackets dropped (``（新课标ⅰ）`` -> ``新课标Ⅰ``); ``ⅰ/i
 (any case) -> ``Ⅰ/Ⅱ/Ⅲ``; a trailing 卷 after 新课标 dropped (``新课标Ⅰ卷``, ``新课标卷``); ``甲卷``/``乙卷``
 -> ``全国甲卷``/``全国乙卷``. ``全国卷Ⅱ`` stays apart from ``新课标Ⅱ``: in 2010-2011 it was another paper.
 
->>> df = GaokaoExams(path="../shared/data/gaokao_bench", total="present").load()
+>>> df = GaokaoExams(path="../shared/data/gaokao_bench", total="present").load()  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ablate.names import BUCKETS
+from ablate.names import BUCKETS, eos_key
 
 POSITIONS = ("all", "terminal", "before")
 
@@ -123,12 +123,10 @@ class EOSGradients:
                     sel &= cols["pos"] == (1 if position == "terminal" else 2)
                 if not sel.any():
                     continue
-                suffix = bucket if position == "all" else f"{bucket}_{position}"
-                out[f"eos/grad_{suffix}"] = float(cols["grad"][sel].mean())
-                out[f"eos/grad_abs_{suffix}"] = float(np.abs(cols["grad"][sel]).mean())
-                out[f"eos/prob_{suffix}"] = float(cols["prob"][sel].mean())
-        if out.get("eos/grad_abs_bottom20"):
-            out["eos/grad_abs_ratio_top_bottom"] = (
-                out.get("eos/grad_abs_top20", float("nan")) / out["eos/grad_abs_bottom20"]
-            )
+                out[eos_key("grad", bucket, position)] = float(cols["grad"][sel].mean())
+                out[eos_key("grad_abs", bucket, position)] = float(np.abs(cols["grad"][sel]).mean())
+                out[eos_key("prob", bucket, position)] = float(cols["prob"][sel].mean())
+        top, bottom = eos_key("grad_abs", BUCKETS[-1]), eos_key("grad_abs", BUCKETS[0])
+        if out.get(bottom):
+            out["eos/grad_abs_ratio_top_bottom"] = out.get(top, float("nan")) / out[bottom]
         return out

@@ -23,7 +23,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from ablate.evaluate import read_predictions
-from ablate.names import BUCKETS, EOS_TRAJECTORIES, METRICS, PREDICTIONS_START, STOPS_FILE
+from ablate.names import BUCKETS, EOS_TRAJECTORIES, METRICS, PREDICTIONS_START, STOPS_FILE, eos_key
 from ablate.report import dynamics, figures, paired, power
 from ablate.report.runs import StudyRuns
 from ablate.report.table import BASELINE, paper_table, to_latex, to_markdown
@@ -159,7 +159,7 @@ class Report:
         if has_eos and df["reward"].isin(["correctness", "rlev"]).any():
             stem = out / "eos_trajectories"
             drawn["eos_trajectories"] = figures.eos_trajectories(df, keys, self.download, stem)
-        if self._has_metric(f"eos/grad_abs_{BUCKETS[-1]}"):
+        if self._has_metric(eos_key("grad_abs", BUCKETS[-1])):
             drawn["eos_gradient"] = figures.eos_gradient(df, keys, self.runs.history, out / "eos_gradient")
         drawn["reward_curves"] = figures.reward_curves(df, keys, self.runs.history, out / "reward_curves")
         if not self.paired.empty and "d_stop_logit" in set(self.paired["outcome"]):

@@ -40,8 +40,8 @@ from ablate.names import (
     TAG_ROLE,
     TAG_STUDY,
 )
-from ablate.sweep.pool import WorkerPool, complete
-from ablate.sweep.results import describe, format_table, results_table
+from ablate.sweep.pool import WorkerPool
+from ablate.sweep.results import complete, describe, format_table, results_table
 from ablate.sweep.storage import (
     DONE,
     LIVE,

@@ -26,9 +26,9 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from ablate.names import ATTR_WORKER
-from ablate.sweep.results import describe
+from ablate.sweep.results import complete, describe
 from ablate.sweep.storage import DONE, LIVE, RetryAndMarkRun, retrying
-from ablate.sweep.study import cell_key, grid_cells
+from ablate.sweep.study import grid_cells
 
 
 def worker_env(slot: int, workers: int, gpus: list[int] | None) -> dict[str, str]:
@@ -188,11 +188,3 @@ class WorkerPool:
             raise
         finally:
             bar.close()
-
-
-def complete(cfg: DictConfig, trials: list[FrozenTrial]) -> bool:
-    """Every grid cell has a COMPLETE or PRUNED trial; a search has ``n_trials`` of them."""
-    if cfg.grid:
-        held = {cell_key(t.params) for t in trials if t.state in DONE}
-        return {cell_key(c) for c in grid_cells(cfg)} <= held
-    return sum(t.state in DONE for t in trials) >= cfg.n_trials

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import optuna
 import pandas as pd
+from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
 from ablate.names import ATTR_DUPLICATE_OF, ATTR_ERROR, ATTR_METRICS, ATTR_RUN_ID, LABELS, METRICS
+from ablate.sweep.storage import DONE
+from ablate.sweep.study import cell_key, grid_cells
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -67,3 +70,11 @@ def describe(trial: FrozenTrial) -> str:
     elif ATTR_DUPLICATE_OF in trial.user_attrs:
         line += f"  (cell already held by trial {trial.user_attrs[ATTR_DUPLICATE_OF]})"
     return line
+
+
+def complete(cfg: DictConfig, trials: list[FrozenTrial]) -> bool:
+    """Every grid cell has a COMPLETE or PRUNED trial; a search has ``n_trials`` of them."""
+    if cfg.grid:
+        held = {cell_key(t.params) for t in trials if t.state in DONE}
+        return {cell_key(c) for c in grid_cells(cfg)} <= held
+    return sum(t.state in DONE for t in trials) >= cfg.n_trials

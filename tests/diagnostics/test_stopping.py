@@ -39,3 +39,20 @@ def test_stop_probabilities_are_the_eos_probability_after_each_answer_line():
         )
     with pytest.raises(KeyError, match="stop_text"):
         stop_probabilities(model, tokenizer, questions.drop(columns="stop_text"))
+
+
+def test_the_stops_table_pairs_start_and_end_by_question_and_line():
+    from ablate.diagnostics.stopping import stops_table
+
+    questions = pd.DataFrame(
+        {"id": ["a", "b"], "value": [0.1, 0.3], "difficulty": ["easy", "hard"], "other": [1, 2]}
+    )
+    start = pd.DataFrame(
+        {"id": ["a", "a", "b"], "line": [1, 2, 1], "p_stop": [0.2, 0.5, 0.3], "stop_logit": [-1.0, 0.0, -0.5]}
+    )
+    end = start.assign(p_stop=[0.1, 0.6, 0.3], stop_logit=[-2.0, 0.4, -0.5])
+    table = stops_table(questions, start, end)
+    columns = ["id", "value", "difficulty", "line", "p_stop_start", "stop_logit_start"]
+    assert list(table.columns) == [*columns, "p_stop_end", "stop_logit_end"]
+    by_line = table.set_index(["id", "line"])["stop_logit_end"].to_dict()
+    assert by_line == {("a", 1): -2.0, ("a", 2): 0.4, ("b", 1): -0.5}

@@ -76,3 +76,23 @@ def test_concurrent_workers_never_take_the_same_queued_trial(storage_url):
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         taken = [n for part in pool.map(_pop_all, [storage_url] * 4) for n in part]
     assert sorted(taken) == list(range(QUEUED))  # each queued trial taken exactly once
+
+
+def test_a_study_is_created_once_then_loaded_and_a_changed_study_refused(storage_url):
+    from ablate.sweep.storage import open_study
+    from ablate.sweep.study import load_study
+
+    cfg = load_study("quickstart")
+    storage = get_storage(storage_url)
+    study, created = open_study(cfg, storage, create=True)
+    assert created and study.user_attrs["ablate.spec"]["grid"] == {
+        "reward": list(cfg.grid.reward),
+        "seed": [0],
+    }
+    again, created = open_study(cfg, storage, create=True)
+    assert not created and again._study_id == study._study_id
+    loaded, created = open_study(cfg, storage)  # a trial's worker: load only
+    assert not created and loaded.directions == study.directions
+    changed = load_study("quickstart", train_overrides=["steps=3"])
+    with pytest.raises(ValueError, match="already exists in this storage with other overrides"):
+        open_study(changed, storage, create=True)
