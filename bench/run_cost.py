@@ -16,7 +16,9 @@ and the steps' compute bound: the FLOPs of the shapes each step ran (counted by
 ``torch.utils.flop_counter`` on the policy, replayed shape by shape) over this machine's
 single-thread matmul rate.
 
-    python bench/run_cost.py --baseline 1d46711 --repeats 3
+    python bench/run_cost.py --baseline 1d46711 --repeats 3 model.max_steps=2000
+
+(``model.max_steps=2000``: the shipped ``tiny_warm``, which trained 1000 steps before 20e82bd.)
     python bench/run_cost.py --repeats 1 steps=20          # any ablate train override
 """
 
@@ -132,14 +134,28 @@ def child(out: Path, t0: float, overrides: list[str]) -> None:
 # --- the parent: runs side by side, FLOPs, table ----------------------------------------------
 
 
-def start_run(tree: Path, root: Path, overrides: list[str]) -> tuple[subprocess.Popen, float, Path]:
+def shared_cache(tmp: Path) -> Path:
+    """A model cache both trees read: this repo's built models and its shipped warm starts, so an
+    older tree that did not look in ``checkpoints/`` loads the same weights instead of training them."""
+    cache = tmp / "cache"
+    (cache / "models").mkdir(parents=True)
+    built = REPO / ".cache" / "ablate" / "models"
+    for path in [*REPO.glob("checkpoints/warm-*"), *(built.iterdir() if built.exists() else [])]:
+        link = cache / "models" / path.name
+        if path.is_dir() and not link.exists():
+            link.symlink_to(path)
+    return cache
+
+
+def start_run(
+    tree: Path, root: Path, cache: Path, overrides: list[str]
+) -> tuple[subprocess.Popen, float, Path]:
     from mlflow import MlflowClient
 
     root.mkdir(parents=True, exist_ok=True)
     # The store exists before the run starts, as it does for a sweep's trials (its creation is once).
     MlflowClient(f"sqlite:///{root}/mlflow.db").search_experiments()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tree)}
-    env.setdefault("ABLATE_CACHE", str(REPO / ".cache" / "ablate"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tree), "ABLATE_CACHE": str(cache)}
     args = [*RUN, *overrides, f"output_dir={root}/run", f"tracking.uri=sqlite:///{root}/mlflow.db"]
     t0 = time.time()
     cmd = [
@@ -256,8 +272,9 @@ def flops(root: Path, counter: FlopCount) -> dict[str, float]:
     return {"generation": gen, "training": train}
 
 
-def matmul_rate(size: int = 1024, repeats: int = 7) -> float:
-    """FLOP/s of a plain float32 matmul on one thread (the median of ``repeats``)."""
+def matmul_rate(size: int = 1024, repeats: int = 21) -> float:
+    """FLOP/s of a plain float32 matmul on one thread: the best of ``repeats``, since a bound is the
+    most the machine can do (a median moves with whatever else shares the host)."""
     import torch
 
     torch.set_num_threads(1)
@@ -268,7 +285,7 @@ def matmul_rate(size: int = 1024, repeats: int = 7) -> float:
         start = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times)
+    return 2 * size**3 / min(times)
 
 
 def report(name: str, splits: list[dict]) -> None:
@@ -302,6 +319,7 @@ def main() -> None:
     rate = matmul_rate()
     print(f"matmul rate, 1 thread: {rate / 1e9:.1f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
+        cache = shared_cache(Path(tmp))
         trees = {"this tree": REPO}
         if args.baseline:
             base = Path(tmp) / "baseline"
@@ -311,7 +329,7 @@ def main() -> None:
         results: dict[str, list[tuple[Path, float]]] = {name: [] for name in trees}
         try:
             for i in range(args.repeats):
-                procs = [(name, *start_run(tree, Path(tmp) / f"{i}-{j}", args.overrides))
+                procs = [(name, *start_run(tree, Path(tmp) / f"{i}-{j}", cache, args.overrides))
                          for j, (name, tree) in enumerate(trees.items())]  # fmt: skip
                 ended = wait_all(procs)
                 for name, _, _, root in procs:

@@ -1,0 +1,155 @@
+"""What one generated token costs the tiny warm start on one CPU thread, and what would change it.
+
+1. The decode forward per batch size (SDPA and eager attention): the cost at batch 1 is per-op
+   overhead, the slope is the work per row (its arithmetic is about 2 FLOP per parameter).
+2. A decode loop that drops finished rows from the batch and its KV cache against ``generate()``:
+   the same tokens (greedy and sampled with the same seed) and the time of each, at the evaluation's
+   batch of 64 and on all 628 test questions of ``experiment=repro_cpu``.
+3. ``--compile``: ``torch.compile`` of the decode step on a static cache (compile time, then per token).
+
+    OMP_NUM_THREADS=1 python bench/decode_cost.py [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from hydra.utils import instantiate
+from transformers.cache_utils import Cache, StaticCache
+
+from ablate.config import compose
+from ablate.evaluate import prompt_text
+from ablate.generation import PrefilledLayer, generate_ids, left_pad, stop_token_ids
+from ablate.models import load_model
+
+
+def per_token(model, batch: int, cached: int = 60, repeats: int = 30) -> float:
+    ids = torch.randint(3, 60, (batch, cached))
+    layers = model.config.num_hidden_layers
+    cache = Cache(layers=[PrefilledLayer(cached + repeats + 1) for _ in range(layers)])
+    model(input_ids=ids, past_key_values=cache, use_cache=True)
+    one = ids[:, -1:]
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model(input_ids=one, past_key_values=cache, use_cache=True)
+    return (time.perf_counter() - start) / repeats
+
+
+def compacting_decode(
+    model, prompts: list[list[int]], max_new: int, stops: list[int], pad: int, sample: bool
+) -> list[list[int]]:
+    """Greedy or sampled decoding that stops computing a row once it has stopped (same random stream as
+    ``generate``: the sample is drawn over the whole batch, finished rows included)."""
+    ids, mask = left_pad(prompts, pad, "cpu")
+    batch, width = ids.shape
+    pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    cache = Cache(layers=[PrefilledLayer(width + max_new) for _ in range(model.config.num_hidden_layers)])
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                logits_to_keep=1)  # fmt: skip
+    logits, rows, last = out.logits[:, -1], torch.arange(batch), pos[:, -1:]
+    full_mask, stop = torch.cat([mask, mask.new_ones(batch, max_new)], -1), torch.tensor(stops)
+    tokens = torch.full((batch, max_new), pad)
+    for t in range(max_new):
+        if sample:
+            probs = torch.zeros(batch, logits.shape[-1])
+            probs[:, 0] = 1.0
+            probs[rows] = logits.float().softmax(-1)
+            nxt = torch.multinomial(probs, 1).squeeze(1)[rows]
+        else:
+            nxt = logits.float().argmax(-1)
+        tokens[rows, t] = nxt
+        done = torch.isin(nxt, stop)
+        if t == max_new - 1 or bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero().squeeze(1)
+            rows, nxt, last = rows[keep], nxt[keep], last[keep]
+            for layer in cache.layers:
+                layer.key_buffer, layer.value_buffer = layer.key_buffer[keep], layer.value_buffer[keep]
+        last = last + 1
+        seen = full_mask[rows, : width + t + 1]
+        out = model(input_ids=nxt[:, None], attention_mask=seen, position_ids=last, past_key_values=cache)
+        logits = out.logits[:, -1]
+    cut = []
+    for row in tokens.tolist():
+        end = next((i for i, tok in enumerate(row) if tok in stops), len(row) - 1)
+        cut.append(row[: end + 1])
+    return cut
+
+
+def timed(fn, *args):
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the decode step")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cfg = compose(["experiment=repro_cpu"])
+    model, tokenizer = load_model(instantiate(cfg.model, _convert_="all"))
+    model.eval()
+    torch.set_grad_enabled(False)
+    print("1. decode forward, ms per token (and per row):")
+    for attention in ("sdpa", "eager"):
+        model.set_attn_implementation(attention)
+        cells = []
+        for b in (1, 8, 32, 64, 128):
+            seconds = per_token(model, b)
+            cells.append(f"batch {b}: {1e3 * seconds:.2f} ({1e3 * seconds / b:.3f})")
+        print(f"   {attention:5s} " + ", ".join(cells))
+    model.set_attn_implementation("sdpa")
+    params = sum(p.numel() for p in model.parameters())
+    print(f"   arithmetic: {2 * params / 1e6:.2f} MFLOP per row and token ({params / 1e6:.2f}M parameters)")
+
+    test = instantiate(cfg.data).load().query("split == 'test'")
+    texts = [prompt_text(p, tokenizer) for p in test["prompt"]]
+    prompts = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    prompts.sort(key=len)
+    stops, pad, new = stop_token_ids(model, tokenizer), tokenizer.pad_token_id, cfg.max_completion_length
+    print("2. generate() against a loop that drops finished rows:")
+    for sample in (False, True):
+        ref, t_ref = timed(generate_ids, model, prompts[:64], new, stops, pad, sample)
+        got, t_got = timed(compacting_decode, model, prompts[:64], new, stops, pad, sample)
+        same = sum(a == b for a, b in zip(ref, got, strict=True))
+        print(f"   {'sampled' if sample else 'greedy '} batch 64: {t_ref:.2f} s vs {t_got:.2f} s "
+              f"({t_ref / t_got:.2f}x), same tokens {same}/64")  # fmt: skip
+    for size in (64, len(prompts)):
+        start = time.perf_counter()
+        for i in range(0, len(prompts), size):
+            compacting_decode(model, prompts[i : i + size], new, stops, pad, False)
+        seconds = time.perf_counter() - start
+        print(f"   all {len(prompts)} test questions in batches of {size}: {seconds:.2f} s")
+    start = time.perf_counter()
+    for i in range(0, len(prompts), 64):
+        generate_ids(model, prompts[i : i + 64], new, stops, pad, False)
+    print(f"   the same with generate() in batches of 64: {time.perf_counter() - start:.2f} s")
+
+    if args.compile:
+        batch, width = 64, 40
+        ids = torch.randint(3, 60, (batch, width))
+        cache = StaticCache(config=model.config, max_cache_len=width + new)
+        model(input_ids=ids, past_key_values=cache, use_cache=True)
+
+        def step(tok, pos):
+            return model(input_ids=tok, position_ids=pos, cache_position=pos[0], past_key_values=cache).logits
+
+        compiled = torch.compile(step, dynamic=False)
+        start = time.perf_counter()
+        for i in range(3):
+            compiled(ids[:, -1:], torch.full((batch, 1), width + i))
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(3, 43):
+            compiled(ids[:, -1:], torch.full((batch, 1), width + i))
+        print(f"3. torch.compile, batch 64: {first:.1f} s for the first 3 tokens (compiling), then "
+              f"{(time.perf_counter() - start) / 40 * 1e3:.2f} ms a token")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
