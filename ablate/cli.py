@@ -2,25 +2,74 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
 
 from ablate.config import CONF_DIR
 
+# Mistakes a user makes (a bad value, a missing file, a bad data row, a server that is down): one line
+# and exit 2. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, ConnectionError, PermissionError)
+DEBUG = "--debug"  # shows a user error's traceback too (as HYDRA_FULL_ERROR=1 does)
+HYDRA_FILES = {".hydra", "cli.log"}  # what Hydra writes into a run directory before the run starts
+
+
+def user_error(command: str, err: BaseException, run_dir: Path | None = None) -> NoReturn:
+    """Print ``err`` as one message and exit 2; a run directory that holds only Hydra's files goes."""
+    if run_dir is not None and run_dir.is_dir():
+        hydra_only = {p.name for p in run_dir.iterdir()} <= {
+            ".hydra",
+            f"{Path(sys.argv[0]).stem}.log",
+            "cli.log",
+        }
+        if hydra_only:
+            shutil.rmtree(run_dir)
+    print(f"{command}: {err}", file=sys.stderr)
+    print(f"({DEBUG} or HYDRA_FULL_ERROR=1 shows where it was raised)", file=sys.stderr)
+    sys.exit(2)
+
+
+def user_cause(err: BaseException | None) -> BaseException | None:
+    """The user error behind ``err`` (Hydra wraps what a ``_target_`` raised), or None for a bug."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(err, InstantiationException):
+        err = err.__cause__
+    return err if isinstance(err, USER_ERRORS) else None
+
+
+def debugging(argv: list[str]) -> tuple[bool, list[str]]:
+    """Whether to show tracebacks (``--debug`` or ``HYDRA_FULL_ERROR=1``), and ``argv`` without the flag."""
+    if DEBUG in argv:
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then prints the whole traceback too
+    return os.environ.get("HYDRA_FULL_ERROR") == "1", [a for a in argv if a != DEBUG]
+
 
 def train(argv: list[str]) -> None:
-    """train one run from the Hydra config (conf/config.yaml); args are Hydra overrides"""
+    """train one run from the Hydra config (conf/config.yaml); args are Hydra overrides [--debug]"""
     import hydra
     from omegaconf import DictConfig
 
     from ablate.connect import check_reachable
 
+    debug, argv = debugging(argv)
+
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def _main(cfg: DictConfig) -> float:
-        check_reachable(cfg.tracking.uri, cfg.tracking.connect_timeout_s)  # before the heavy imports
-        from ablate.train import run
+        try:
+            check_reachable(cfg.tracking.uri, cfg.tracking.connect_timeout_s)  # before the heavy imports
+            from ablate.train import run
 
-        return run(cfg)["h_acc"]
+            return run(cfg)["h_acc"]
+        except Exception as err:
+            cause = user_cause(err)
+            if debug or cause is None:
+                raise
+            user_error("ablate train", cause, Path(cfg.output_dir))
 
     sys.argv = ["ablate train", *argv]  # Hydra reads its overrides from sys.argv
     _main()
@@ -30,7 +79,13 @@ def evaluate(argv: list[str]) -> None:
     """recompute the paper's metrics from a predictions table (--predictions FILE)"""
     from ablate.evaluate import main
 
-    main(argv)
+    debug, argv = debugging(argv)
+    try:
+        main(argv)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        user_error("ablate evaluate", err)
 
 
 def warmstart(argv: list[str]) -> None:
@@ -53,7 +108,7 @@ def warmstart(argv: list[str]) -> None:
             )
         path = warm_path(model)
     except (HydraException, ValueError, FileNotFoundError) as err:
-        sys.exit(f"ablate warmstart: {err}")
+        user_error("ablate warmstart", err)
     print(summary_line(path))
 
 
@@ -90,7 +145,7 @@ def sweep(argv: list[str]) -> None:
 
         code = run_sweep(cfg)
     except (ValueError, FileNotFoundError, ConnectionError, PermissionError) as err:
-        sys.exit(f"ablate sweep: {err}")
+        user_error("ablate sweep", err)
     sys.exit(code)
 
 
@@ -126,7 +181,7 @@ def report(argv: list[str]) -> None:
         )  # fmt: skip
         paths = rep.write(log=not options.no_log)
     except (ValueError, FileNotFoundError, ConnectionError) as err:
-        sys.exit(f"ablate report: {err}")
+        user_error("ablate report", err)
     others = (rep.frame["status"] != "FINISHED").sum()
     print(f"study {cfg.sweep.name}: {len(rep.finished)} finished trial runs ({others} failed or pruned)")
     print(rep.markdown())
@@ -162,7 +217,7 @@ def dashboard(argv: list[str]) -> None:
 
         url = storage_url_of(cfg)
     except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"ablate dashboard: {err}")
+        user_error("ablate dashboard", err)
     import optuna_dashboard
 
     from ablate.connect import redact

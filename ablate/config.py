@@ -69,6 +69,7 @@ class TrainConfig:
     eval_limit: int | None = 128  # test questions evaluated greedily (None: all)
     eval_batch_size: int = 64  # prompts per generate() call at evaluation
     save_model: bool = False  # keep the trained policy in <output_dir>/model
+    console_every: int = 10  # off a terminal, print one line of live numbers every N steps (on one: a bar)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)  # live mechanism diagnostics
     output_dir: str = MISSING  # run directory (also the MLflow run name)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes, logged as params

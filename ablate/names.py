@@ -43,6 +43,10 @@ def eos_key(stat: str, bucket: str, position: str = "all") -> str:
     return f"eos/{stat}_{bucket}" if position == "all" else f"eos/{stat}_{bucket}_{position}"
 
 
+EOS_RATIO = "eos/grad_abs_ratio_top_bottom"  # top20 over bottom20 mean |dL/dz_eos|, when bottom20's is not 0
+EOS_SHARE_TOP = "eos/grad_abs_share_top"  # top20 / (top20 + bottom20): 0.5 when value does not matter
+
+
 # --- MLflow: tags of every run, of a sweep's trial runs and of its study run
 GROUPS = ("data", "reward", "model", "algo")  # config groups a run is tagged (and grouped) by
 TAG_SEED = "seed"
@@ -53,11 +57,14 @@ TAG_VALUE_SCALE = "ablate.value_scale"  # set when the algorithm removes a per-q
 TAG_STUDY = "ablate.study"  # the study a run belongs to (trial runs and the study run)
 TAG_ROLE = "ablate.role"
 ROLE_STUDY = "study"  # TAG_ROLE of a study's parent run
+ROLE_TRIAL = "trial"  # TAG_ROLE of a study's trial runs (the study's runs table lists these)
 TAG_OPTUNA_STUDY = "optuna.study"
 TAG_TRIAL_NUMBER = "optuna.trial_number"
 TAG_ERROR = "error"  # why a run FAILED
 TAG_PRUNED = "pruned"  # why a trial run was KILLED by the pruner
 TAG_PARENT = "mlflow.parentRunId"  # MLflow's own
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's own: which view (training or GenAI) the UI opens
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # MLflow's own: a runs-table view a URL can name
 PARAM_GRID = "study.grid"  # JSON of the study's grid, on its parent run
 PARAM_SPACE = "study.space"
 PARAM_N_TRIALS = "study.n_trials"
@@ -75,6 +82,7 @@ EOS_TRAJECTORIES = "eos_trajectories.csv"
 STOPS_FILE = "stops.csv"  # pi(stop) after each answer line, at start and end (diagnostics.stops)
 RESULTS_CSV = "results.csv"  # a study's result table, on its parent run
 RESULTS_TXT = "results.txt"
+RESULTS_TABLE = "results.json"  # the same table as an MLflow table (mlflow.log_table), which the UI renders
 
 # --- Optuna: a trial's user attributes, and a study's
 ATTR_WORKER = "worker"  # host:pid of the process running the trial
@@ -83,5 +91,6 @@ ATTR_ERROR = "error"
 ATTR_DUPLICATE_OF = "duplicate_of"  # the trial that already holds this grid cell
 ATTR_OUTPUT_DIR = "output_dir"
 ATTR_RUN_ID = "mlflow_run_id"
+ATTR_MLFLOW_URL = "mlflow_url"  # the trial's run in the MLflow UI
 STUDY_ATTR_SPEC = "ablate.spec"  # what makes two launches the same study (overrides, grid, objectives)
 STUDY_ATTR_PARENT = "mlflow_parent_run_id"  # the study's MLflow run

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
 from ablate.connect import check_reachable, redact
-from ablate.names import CONFIG_FILE, TAG_ERROR
+from ablate.names import CONFIG_FILE, SHARED_VIEW_PREFIX, TAG_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,65 @@ def ensure_experiment(cfg: TrackingConfig) -> str:
     return experiment.experiment_id
 
 
+LOCAL_UI = "http://127.0.0.1:5000"  # where ``mlflow ui --backend-store-uri URI`` serves a local store
+# The experiment page opens in MLflow 3's GenAI view (traces) unless the URL asks for the training view.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def ui_address(uri: str) -> str:
+    """The MLflow UI serving ``uri``: the server itself (without credentials), or ``mlflow ui``'s default."""
+    if uri.startswith(("http://", "https://")):
+        return re.sub(r"//[^/@]*@", "//", uri.rstrip("/"))
+    return LOCAL_UI
+
+
+def serve_hint(uri: str) -> str:
+    """How to serve a local store for the links printed beside it (nothing for a server)."""
+    if uri.startswith(("http://", "https://")):
+        return ""
+    return f"  (serve it: mlflow ui --backend-store-uri {uri})"
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    """A run's page in the MLflow UI.
+
+    >>> run_url("http://user:pw@mlflow:5000/", "3", "ab12")
+    'http://mlflow:5000/#/experiments/3/runs/ab12?workflowType=machine_learning'
+    """
+    return f"{ui_address(uri)}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
+
+
+def runs_view_url(uri: str, experiment_id: str, view: str | None = None) -> str:
+    """The experiment's runs table in the training view, in the shared view ``view`` if given."""
+    shared = f"&viewStateShareKey={view}" if view else ""
+    return f"{ui_address(uri)}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}{shared}"
+
+
+def share_runs_view(
+    uri: str, experiment_id: str, view: str, search_filter: str, columns: list[str], order_by: str,
+    ascending: bool = False,
+) -> None:  # fmt: skip
+    """Store a runs-table view (a filter, the columns it shows, their order) that ``runs_view_url(..., view)``
+    opens.
+
+    MLflow keeps a shared view as an experiment tag; ``columns`` and ``order_by`` are MLflow column keys
+    (``metrics.`eval/h_acc```, ``params.`reward```). Sorted by anything but start time, the UI lists child
+    runs as rows of their own instead of folding them under their parent.
+    """
+    state = {
+        "searchFilter": search_filter,
+        "orderByKey": order_by,
+        "orderByAsc": ascending,
+        "selectedColumns": columns,
+    }
+    mlflow.MlflowClient(uri).set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + view, json.dumps(state))
+
+
+def column(kind: str, key: str) -> str:
+    """An MLflow runs-table column key: ``column("metrics", "eval/h_acc")`` is ``metrics.`eval/h_acc```."""
+    return f"{kind}.`{key}`"
+
+
 class TrackedRun:
     """A context manager around one MLflow run; ``with TrackedRun(...) as run: ...``."""
 
@@ -131,14 +191,20 @@ class TrackedRun:
         self.tags = {k: str(v) for k, v in tags.items() if v is not None}
         self.parent_run_id = parent_run_id  # nests this run under another (a sweep's study run)
         self.run_id: str | None = None
+        self.experiment_id: str | None = None
 
     def __enter__(self) -> TrackedRun:
         ensure_experiment(self.cfg)
         mlflow.set_tracking_uri(self.cfg.uri)
         mlflow.set_experiment(self.cfg.experiment)
         started = mlflow.start_run(run_name=self.run_name, tags=self.tags, parent_run_id=self.parent_run_id)
-        self.run_id = started.info.run_id
+        self.run_id, self.experiment_id = started.info.run_id, started.info.experiment_id
         return self
+
+    @property
+    def url(self) -> str:
+        """The run's page in the MLflow UI."""
+        return run_url(self.cfg.uri, self.experiment_id, self.run_id)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         for key, value in tags.items():

@@ -24,6 +24,7 @@ from transformers import TrainerCallback
 
 from ablate.algos import removes_question_scale
 from ablate.config import check_targets
+from ablate.console import Console, quiet_library_warnings
 from ablate.diagnostics.stopping import stop_probabilities, stops_table
 from ablate.diagnostics.trainer import value_buckets, with_eos_diagnostics
 from ablate.diagnostics.trajectories import eos_figure
@@ -52,7 +53,15 @@ from ablate.names import (
     TAG_VALUE_SCALE,
     TRAIN_LOG,
 )
-from ablate.tracking import StepMetrics, TrackedRun, config_yaml, git_commit, samples_jsonl
+from ablate.tracking import (
+    StepMetrics,
+    TrackedRun,
+    config_yaml,
+    ensure_experiment,
+    git_commit,
+    samples_jsonl,
+    serve_hint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +116,7 @@ class RunHooks:
     """What a caller such as ``ablate sweep`` adds to a run; every field is optional."""
 
     choices: dict[str, str] = field(default_factory=dict)  # Hydra group choices of a config composed by code
+    run_name: str | None = None  # the MLflow run's name (default: the run directory's name)
     parent_run_id: str | None = None  # nest the MLflow run under this one (the study's run)
     tags: dict[str, Any] = field(default_factory=dict)  # extra MLflow tags (study name, trial number)
     on_start: Callable[[str], None] | None = None  # called with the MLflow run id once the run exists
@@ -176,17 +186,18 @@ class Evaluator(TrainerCallback):
                 control.should_training_stop = True
 
 
-def warn_if_scale_removed(reward: Any, trainer: Any, tracked: TrackedRun) -> None:
-    """A per-question reward scale under a per-group std normalisation compares correctness with itself."""
+def warn_if_scale_removed(reward: Any, trainer: Any) -> dict[str, str]:
+    """A per-question reward scale under a per-group std normalisation compares correctness with itself:
+    warn now, and return the run's tag that says so."""
     if not (reward.per_question and removes_question_scale(trainer)):
-        return
+        return {}
     message = (
         f"reward={reward.__name__} under {type(trainer).__name__} with scale_rewards=group: each group's "
         "rewards are divided by their own std, which removes the per-question scale exactly, so this run "
         "trains as correctness does (use algo=rloo or reinforce_pp, or algo.args.scale_rewards=batch)"
     )
     log.warning(message)
-    tracked.set_tags({TAG_VALUE_SCALE: "removed by scale_rewards=group"})
+    return {TAG_VALUE_SCALE: "removed by scale_rewards=group"}
 
 
 def run_tags(cfg: DictConfig, hooks: RunHooks, output_dir: Path) -> dict[str, Any]:
@@ -209,17 +220,18 @@ def load_splits(cfg: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def build_trainer(
-    cfg: DictConfig, reward: Any, model: Any, tokenizer: Any, model_cfg: Any, train: pd.DataFrame,
-    tracked: TrackedRun,
-) -> Any:  # fmt: skip
-    """The algorithm's TRL trainer on the train questions, with the EOS diagnostics when enabled."""
+    cfg: DictConfig, reward: Any, model: Any, tokenizer: Any, model_cfg: Any, train: pd.DataFrame
+) -> tuple[Any, dict[str, str]]:
+    """The algorithm's TRL trainer on the train questions, with the EOS diagnostics when enabled, and the
+    run tags it calls for (the EOS buckets' sizes, a removed value scale)."""
     make_trainer = instantiate(cfg.algo.trainer)
     trainer_cls, options = make_trainer.func, dict(make_trainer.keywords)
+    tags = {}
     if cfg.diagnostics.eos:
         trainer_cls = with_eos_diagnostics(trainer_cls)
         options["value_buckets"] = value_buckets(train)
         sizes = pd.Series(options["value_buckets"]).value_counts()
-        tracked.set_tags({TAG_EOS_BUCKETS: " / ".join(str(sizes.get(b, 0)) for b in range(len(BUCKETS)))})
+        tags[TAG_EOS_BUCKETS] = " / ".join(str(sizes.get(b, 0)) for b in range(len(BUCKETS)))
     trainer = trainer_cls(
         model=model,
         reward_funcs=[reward],
@@ -229,14 +241,14 @@ def build_trainer(
         peft_config=peft_config(model_cfg),
         **options,
     )
-    warn_if_scale_removed(reward, trainer, tracked)
-    return trainer
+    return trainer, tags | warn_if_scale_removed(reward, trainer)
 
 
-def fit(trainer: Any, evaluator: Evaluator, tracked: TrackedRun) -> None:
+def fit(trainer: Any, evaluator: Evaluator, tracked: TrackedRun, console_every: int) -> None:
     """Train, sending TRL's per-step metrics to MLflow; a run that raises keeps every step it logged."""
     step_metrics = StepMetrics(tracked, tracked.cfg.flush_every_s)
     trainer.add_callback(step_metrics)
+    Console.replace_printer(trainer, Console(console_every))
     trainer.add_callback(evaluator)
     try:
         trainer.train()
@@ -278,31 +290,38 @@ def write_outputs(
 
 
 def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
-    """Train, evaluate, write and log everything; return the final eval metrics."""
+    """Train, evaluate, write and log everything; return the final eval metrics.
+
+    Everything that can be wrong with the config, the data or the model fails before the run
+    directory is written or the MLflow run exists, so a run that never trained leaves nothing behind.
+    """
     hooks = hooks or RunHooks()
+    quiet_library_warnings()
     for group in ("data", "verifier", "reward", "model", "algo", "tracking"):
         check_targets(cfg[group], group)
+    reward = instantiate(cfg.reward)  # its settings (reward.alpha), before anything is opened or loaded
+    tracking = instantiate(cfg.tracking)
+    ensure_experiment(tracking)  # an unreachable or refusing server, before the data and model load
+    train, test = load_splits(cfg)
+    reward = reward.fit(train)
+    verifier = instantiate(cfg.verifier)  # a judge's server is checked here, before the model loads
+    model_cfg = instantiate(cfg.model, _convert_="all")  # plain lists and dicts for peft
+    model, tokenizer = load_model(model_cfg)
+    trainer, trainer_tags = build_trainer(cfg, reward, model, tokenizer, model_cfg, train)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / CONFIG_FILE).write_text(config_yaml(cfg))  # on disk even if the tracking store is down
-    tracking = instantiate(cfg.tracking)
-    with TrackedRun(
-        tracking, output_dir.name, run_tags(cfg, hooks, output_dir), hooks.parent_run_id
-    ) as tracked:
+    tags = run_tags(cfg, hooks, output_dir) | {"reward": reward.__name__} | trainer_tags
+    with TrackedRun(tracking, hooks.run_name or output_dir.name, tags, hooks.parent_run_id) as tracked:
         if hooks.on_start is not None:
             hooks.on_start(tracked.run_id)
         tracked.log_config(cfg)
-        train, test = load_splits(cfg)
-        reward = instantiate(cfg.reward).fit(train)
-        tracked.set_tags({"reward": reward.__name__})
-        verifier = instantiate(cfg.verifier)  # a judge's server is checked here, before the model loads
-        model_cfg = instantiate(cfg.model, _convert_="all")  # plain lists and dicts for peft
-        model, tokenizer = load_model(model_cfg)
-        trainer = build_trainer(cfg, reward, model, tokenizer, model_cfg, train, tracked)
+        tracked.log_params(choices(cfg, hooks.choices))  # the group choices as params too: compare by them
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
         evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval)
-        fit(trainer, evaluator, tracked)
+        fit(trainer, evaluator, tracked, cfg.console_every)
         summary, buckets = write_outputs(cfg, trainer, tokenizer, evaluator, tracked)
     print(format_metrics(summary, buckets))
     print(f"run directory: {output_dir}   MLflow run: {tracked.run_id} ({tracked.cfg.uri})")
+    print(f"MLflow UI: {tracked.url}{serve_hint(tracking.uri)}")
     return summary

@@ -85,7 +85,7 @@ def test_cli_trains_once_then_reports_the_cached_checkpoint(tmp_path):
     assert again.stdout.strip() == line and "Tokenizing" not in again.stderr
     wrong = subprocess.run([sys.executable, "-m", "ablate", "warmstart", "model=tiny"], capture_output=True,
                            text=True, timeout=60)  # fmt: skip
-    assert wrong.returncode == 1 and "not a warm start (use model=tiny_warm or small_warm)" in wrong.stderr
+    assert wrong.returncode == 2 and "not a warm start (use model=tiny_warm or small_warm)" in wrong.stderr
 
 
 def test_shipped_warm_start_gives_rl_a_policy_with_signal_and_a_length_trade_off(tmp_path):

@@ -43,11 +43,29 @@ class SkipReport:
     skipped: list[BadRowError] = field(default_factory=list)
 
     def __str__(self) -> str:
-        lines = [f"{self.source}: skipped {len(self.skipped)} bad row(s)"]
-        lines += [f"  {err}" for err in self.skipped[:10]]
-        if len(self.skipped) > 10:
-            lines.append(f"  ... and {len(self.skipped) - 10} more")
-        return "\n".join(lines)
+        return f"{self.source}: skipped {len(self.skipped)} bad row(s)\n{listing(self.skipped)}"
+
+
+def listing(errors: list[BadRowError], shown: int = 10) -> str:
+    """The first ``shown`` bad rows, one per line, and how many more there are."""
+    lines = [f"  {err}" for err in errors[:shown]]
+    if len(errors) > shown:
+        lines.append(f"  ... and {len(errors) - shown} more")
+    return "\n".join(lines)
+
+
+class BadRowsError(BadRowError):
+    """Every bad row of a source (``on_bad_row=error``), in one error; ``where`` is the first one's."""
+
+    def __init__(self, source: str, errors: list[BadRowError]):
+        super().__init__(errors[0].where, errors[0].reason)
+        self.source, self.errors = source, errors
+
+    def __str__(self) -> str:
+        return (
+            f"{self.source}: {len(self.errors)} bad row(s); fix them or set data.on_bad_row=skip "
+            f"to leave them out:\n{listing(self.errors)}"
+        )
 
 
 def _number(raw: Mapping[str, Any], key: str) -> float:
@@ -124,7 +142,7 @@ def build_table(
 ) -> pd.DataFrame:
     """Turn ``(where, raw_row)`` pairs into the canonical DataFrame.
 
-    With ``on_bad_row="error"`` the first bad row raises :class:`BadRowError`; with ``"skip"``
+    With ``on_bad_row="error"`` the bad rows raise one :class:`BadRowsError` naming each; with ``"skip"``
     bad rows are counted, logged and kept in ``df.attrs["skip_report"]``. A reader that could
     not parse a row passes the :class:`BadRowError` in place of the row, under the same policy.
     """
@@ -138,9 +156,9 @@ def build_table(
                 raise raw
             rows.append(canonical_row(raw, where))
         except BadRowError as err:
-            if on_bad_row == "error":
-                raise
             report.skipped.append(err)
+    if report.skipped and on_bad_row == "error":
+        raise BadRowsError(source, report.skipped)
     if report.skipped:
         log.warning("%s", report)
     if not rows:

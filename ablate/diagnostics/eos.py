@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ablate.names import BUCKETS, eos_key
+from ablate.names import BUCKETS, EOS_RATIO, EOS_SHARE_TOP, eos_key
 
 POSITIONS = ("all", "terminal", "before")
 
@@ -126,7 +126,14 @@ class EOSGradients:
                 out[eos_key("grad", bucket, position)] = float(cols["grad"][sel].mean())
                 out[eos_key("grad_abs", bucket, position)] = float(np.abs(cols["grad"][sel]).mean())
                 out[eos_key("prob", bucket, position)] = float(cols["prob"][sel].mean())
-        top, bottom = eos_key("grad_abs", BUCKETS[-1]), eos_key("grad_abs", BUCKETS[0])
-        if out.get(bottom):
-            out["eos/grad_abs_ratio_top_bottom"] = out.get(top, float("nan")) / out[bottom]
+        top, bottom = (
+            out.get(eos_key("grad_abs", BUCKETS[-1]), 0.0),
+            out.get(eos_key("grad_abs", BUCKETS[0]), 0.0),
+        )
+        # A step where no bottom-bucket token gets a gradient (every group of it all right or all wrong)
+        # has no ratio; the share is defined whenever either bucket gets one.
+        if bottom:
+            out[EOS_RATIO] = top / bottom
+        if top or bottom:
+            out[EOS_SHARE_TOP] = top / (top + bottom)
         return out

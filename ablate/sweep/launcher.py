@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,17 @@ from ablate.config import compose
 from ablate.connect import redact
 from ablate.names import (
     ATTR_DUPLICATE_OF,
+    EVAL_PREFIX,
+    GROUPS,
     PARAM_GRID,
     PARAM_N_TRIALS,
     PARAM_SPACE,
     PARAM_STORAGE,
     RESULTS_CSV,
+    RESULTS_TABLE,
     RESULTS_TXT,
     ROLE_STUDY,
+    ROLE_TRIAL,
     STUDY_ATTR_PARENT,
     TAG_ERROR,
     TAG_OPTUNA_STUDY,
@@ -41,7 +46,7 @@ from ablate.names import (
     TAG_STUDY,
 )
 from ablate.sweep.pool import WorkerPool
-from ablate.sweep.results import complete, describe, format_table, results_table
+from ablate.sweep.results import complete, describe, format_table, results_table, summary_metrics
 from ablate.sweep.storage import (
     DONE,
     LIVE,
@@ -52,7 +57,15 @@ from ablate.sweep.storage import (
     stored_attr,
 )
 from ablate.sweep.study import cell_key, cell_of, grid_cells, override
-from ablate.tracking import TrackingConfig, ensure_experiment
+from ablate.tracking import (
+    TrackingConfig,
+    column,
+    ensure_experiment,
+    run_url,
+    runs_view_url,
+    serve_hint,
+    share_runs_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,20 +127,52 @@ def queue_missing_cells(study: optuna.Study, cells: list[dict[str, Any]]) -> int
     return len(missing)
 
 
-def browse_hint(tracking: TrackingConfig, experiment_id: str, run_id: str, storage_url: str, study_id: int,
+# The eval metrics a study's runs table shows (the rest are a click away in "Columns").
+STUDY_COLUMNS = ("h_acc", "acc", "length", "value_density", "length_gap")
+
+
+def study_view(cfg: DictConfig, tracking: TrackingConfig, experiment_id: str) -> str:
+    """The study's trial runs as one MLflow table, best first by the first objective, with the study's
+    parameters and eval metrics as columns; the URL that opens it."""
+    name = cfg.sweep.name
+    view = "ablate-" + re.sub(r"[^\w.-]", "-", name)
+    keys = list(cfg.grid or cfg.space)
+    groups = [g for g in GROUPS if g in keys or g in {k.split(".")[0] for k in keys}]
+    columns = [column("params", k) for k in dict.fromkeys([*groups, *keys])]
+    columns += [column("metrics", f"{EVAL_PREFIX}{m}") for m in STUDY_COLUMNS]
+    where = f"tags.`{TAG_STUDY}` = '{name}' and tags.`{TAG_ROLE}` = '{ROLE_TRIAL}'"
+    objective = cfg.objectives[0]  # best first
+    order_by = column("metrics", f"{EVAL_PREFIX}{objective.metric}")
+    share_runs_view(
+        tracking.uri, experiment_id, view, where, columns, order_by, objective.direction == "minimize"
+    )
+    return runs_view_url(tracking.uri, experiment_id, view)
+
+
+STUDY_COLUMNS = (
+    "h_acc",
+    "acc",
+    "length",
+    "value_density",
+    "length_gap",
+)  # the eval metrics a study's table shows
+
+
+def study_note(cfg: DictConfig, view_url: str, parent_url: str) -> str:
+    """The study's note on the Optuna dashboard (Markdown)."""
+    return (
+        f"## {cfg.sweep.name}\n\n{cfg.description}\n\n"
+        f"- [its trial runs in MLflow]({view_url})\n- [the study's MLflow run]({parent_url})\n"
+    )
+
+
+def browse_hint(tracking: TrackingConfig, view_url: str, parent_url: str, storage_url: str, study_id: int,
                 study_name: str) -> str:  # fmt: skip
-    if tracking.uri.startswith(("http://", "https://")):
-        address = redact(tracking.uri.rstrip("/"))
-        mlflow_line = f"MLflow UI: {address}/#/experiments/{experiment_id}/runs/{run_id}"
-    else:
-        mlflow_line = (
-            f"MLflow UI: mlflow ui --backend-store-uri {tracking.uri}  ->  "
-            f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
-        )
+    mlflow_lines = f"MLflow UI: {view_url}{serve_hint(tracking.uri)}\nthe study's run: {parent_url}"
     dashboard = f"ablate dashboard study={study_name}"
     if storage_url != default_storage_url(tracking.uri):
         dashboard += f" sweep.storage='{redact(storage_url)}'"
-    return f"{mlflow_line}\nOptuna dashboard: {dashboard}  ->  http://127.0.0.1:8080/dashboard/studies/{study_id}"
+    return f"{mlflow_lines}\nOptuna dashboard: {dashboard}  ->  http://127.0.0.1:8080/dashboard/studies/{study_id}"
 
 
 def storage_url_of(cfg: DictConfig, tracking: TrackingConfig | None = None) -> str:
@@ -152,6 +197,14 @@ def run_sweep(cfg: DictConfig) -> int:
     study, created = open_study(cfg, storage, create=True)
     queued = queue_missing_cells(study, cells) if cfg.grid else 0
     run_id = parent_run(study, cfg, tracking, storage_url, created)
+    view_url, parent_url = (
+        study_view(cfg, tracking, experiment_id),
+        run_url(tracking.uri, experiment_id, run_id),
+    )
+    if created:
+        from optuna_dashboard import save_note
+
+        save_note(study, study_note(cfg, view_url, parent_url))
     print(
         f"study {name!r} ({'new' if created else 'resumed'}) in {redact(storage_url)}: "
         f"{len(cells) or cfg.n_trials} trials, {queued} queued now, {cfg.sweep.workers} worker(s)"
@@ -161,6 +214,7 @@ def run_sweep(cfg: DictConfig) -> int:
         "storage": storage_url,
         "tracking_uri": tracking.uri,
         "parent_run_id": run_id,
+        "experiment_id": experiment_id,
         "dir": str(sweep_dir),
     }
     client = MlflowClient(tracking.uri)
@@ -178,11 +232,13 @@ def run_sweep(cfg: DictConfig) -> int:
     if not table.empty:
         client.log_text(run_id, table.to_csv(index=False), RESULTS_CSV)
         client.log_text(run_id, f"{heading}\n{text}\n", RESULTS_TXT)
+        client.log_table(run_id, data=table, artifact_file=RESULTS_TABLE)
+        client.log_batch(run_id, metrics=summary_metrics(table, grid=bool(cfg.grid)))
     trials = study.get_trials(deepcopy=False)
     finished = complete(cfg, trials)
     client.set_terminated(run_id, status="FINISHED" if finished else "FAILED")
     study_id = storage.get_study_id_from_name(name)
-    print(browse_hint(tracking, experiment_id, run_id, storage_url, study_id, name))
+    print(browse_hint(tracking, view_url, parent_url, storage_url, study_id, name))
     if not finished:
         failed = [
             describe(t)

@@ -7,14 +7,19 @@ tests) builds on the MLflow runs; this is the quick look printed at the end of a
 
 from __future__ import annotations
 
+import math
+import re
+import time
+
 import optuna
 import pandas as pd
+from mlflow.entities import Metric
 from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 
-from ablate.names import ATTR_DUPLICATE_OF, ATTR_ERROR, ATTR_METRICS, ATTR_RUN_ID, LABELS, METRICS
+from ablate.names import ATTR_DUPLICATE_OF, ATTR_ERROR, ATTR_METRICS, ATTR_RUN_ID, COUNT, LABELS, METRICS
 from ablate.sweep.storage import DONE
-from ablate.sweep.study import cell_key, grid_cells
+from ablate.sweep.study import cell_key, grid_cells, short_name
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -51,6 +56,24 @@ def results_table(study: optuna.Study, grid: bool, objective: str = "h_acc") -> 
     table = grouped[list(METRICS)].mean()
     table.insert(0, "n", grouped.size())
     return table.rename(columns=LABELS).reset_index()
+
+
+def summary_metrics(table: pd.DataFrame, grid: bool = True) -> list[Metric]:
+    """The result table as metrics of the study's run: ``h_acc/rlev a:10`` per variant (a grid), or
+    the best trial's ``best/h_acc`` (a search; its table is sorted best first). MLflow metric names
+    take no ``=``, so a variant's ``a=10`` reads ``a:10``."""
+    metric_of = {v: k for k, v in LABELS.items()}
+    params = [c for c in table.columns if c not in metric_of and c not in (COUNT, "trial")]
+    rows = table.to_dict("records") if grid else table.head(1).to_dict("records")
+    out, now = [], int(time.time() * 1000)
+    for row in rows:
+        cell = {k: row[k] for k in params if not (isinstance(row[k], float) and math.isnan(row[k]))}
+        variant = short_name(cell).replace("=", ":") if grid else "best"
+        variant = re.sub(r"[^\w\-. :/]", "_", variant) or "all"
+        for name, key in metric_of.items():
+            if name in row and math.isfinite(row[name]):
+                out.append(Metric(f"{key}/{variant}", float(row[name]), now, 0))
+    return out
 
 
 def format_table(table: pd.DataFrame) -> str:

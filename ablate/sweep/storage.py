@@ -215,6 +215,7 @@ def open_study(cfg: DictConfig, storage: Any, create: bool = False) -> tuple[opt
             study_name=name, storage=storage, directions=directions, sampler=sampler, pruner=pruner
         )
         study.set_user_attr(STUDY_ATTR_SPEC, fingerprint(cfg))
+        study.set_metric_names([o.metric for o in cfg.objectives])  # the dashboard's axis labels
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)

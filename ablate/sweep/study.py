@@ -20,7 +20,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ablate.names import METRICS
+from ablate.names import GROUPS, METRICS
 
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 DIRECTIONS = ("maximize", "minimize")
@@ -163,6 +163,31 @@ def cell_key(params: dict[str, Any]) -> str:
 def cell_of(trial: Any) -> dict[str, Any]:
     """The grid cell an Optuna trial holds: its parameters, or those it was queued with."""
     return trial.params or trial.system_attrs.get("fixed_params", {})
+
+
+SHORT = {"alpha": "a", "seed": "s"}  # how a cell's name abbreviates a parameter
+
+
+def short_name(params: dict[str, Any]) -> str:
+    """The cell in a few characters, the trial's MLflow run name: a group choice by its value, others
+    by their last key (abbreviated), the seed last as ``s<seed>``.
+
+    >>> short_name({"reward": "rlev", "reward.alpha": 10, "seed": 0})
+    'rlev a=10 s0'
+    >>> short_name({"lr": 0.000123456, "algo": "rloo"})
+    'lr=0.0001235 rloo'
+    """
+    parts = []
+    for key, value in params.items():
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        name = key.rsplit(".", 1)[-1]
+        if key in GROUPS:
+            parts.append(text)
+        elif name == "seed":
+            parts.append(f"s{text}")
+        else:
+            parts.append(f"{SHORT.get(name, name)}={text}")
+    return " ".join(parts)
 
 
 def override(key: str, value: Any) -> str:

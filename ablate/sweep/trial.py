@@ -29,16 +29,19 @@ from ablate.names import (
     ATTR_DUPLICATE_OF,
     ATTR_ERROR,
     ATTR_METRICS,
+    ATTR_MLFLOW_URL,
     ATTR_OUTPUT_DIR,
     ATTR_RUN_ID,
     ATTR_WORKER,
+    ROLE_TRIAL,
     TAG_OPTUNA_STUDY,
     TAG_PRUNED,
+    TAG_ROLE,
     TAG_STUDY,
     TAG_TRIAL_NUMBER,
 )
 from ablate.sweep.storage import DONE, LIVE, RetryAndMarkRun, get_storage, open_study, retrying, suggest
-from ablate.sweep.study import StudyConfig, cell_key, cell_of, override
+from ablate.sweep.study import StudyConfig, cell_key, cell_of, override, short_name
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,8 @@ class Objective:
             raise
         finite = {k: v for k, v in summary.items() if math.isfinite(v)}
         retrying(lambda: trial.set_user_attr(ATTR_METRICS, finite))
+        for key, value in finite.items():  # one attribute each, so the dashboard lists them
+            retrying(lambda key=key, value=value: trial.set_user_attr(key, value))
         values = tuple(summary[o.metric] for o in self.cfg.objectives)
         return values[0] if len(values) == 1 else values
 
@@ -123,14 +128,28 @@ class Objective:
             [*overrides, f"output_dir='{output_dir}'"]
         )  # quoted: '=' in names
         name = self.cfg.sweep.name
+        tags = {TAG_STUDY: name, TAG_OPTUNA_STUDY: name, TAG_TRIAL_NUMBER: trial.number, TAG_ROLE: ROLE_TRIAL}
         hooks = RunHooks(
             choices=choices,
+            run_name=short_name(params),
             parent_run_id=self.spec["parent_run_id"],
-            tags={TAG_STUDY: name, TAG_OPTUNA_STUDY: name, TAG_TRIAL_NUMBER: trial.number},
-            on_start=lambda run_id: retrying(lambda: trial.set_user_attr(ATTR_RUN_ID, run_id)),
+            tags=tags,
+            on_start=lambda run_id: self.started(trial, run_id),
             on_eval=self.reporter(trial) if len(self.cfg.objectives) == 1 else None,
         )
         return run(cfg, hooks)
+
+    def started(self, trial: optuna.Trial, run_id: str) -> None:
+        """The trial's MLflow run in its user attributes and in its note on the dashboard."""
+        from optuna_dashboard import save_note
+
+        from ablate.tracking import run_url
+
+        uri = self.spec["tracking_uri"]
+        url = run_url(uri, self.spec["experiment_id"], run_id)
+        retrying(lambda: trial.set_user_attr(ATTR_RUN_ID, run_id))
+        retrying(lambda: trial.set_user_attr(ATTR_MLFLOW_URL, url))
+        retrying(lambda: save_note(trial, f"MLflow run [{short_name(trial.params)}]({url})"))
 
     def reporter(self, trial: optuna.Trial):
         metric = self.cfg.objectives[0].metric

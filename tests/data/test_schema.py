@@ -50,9 +50,17 @@ def test_skip_keeps_valid_rows_and_reports_the_rest():
     assert "skipped 2 bad row(s)" in str(report)
 
 
-def test_error_policy_raises_on_first_bad_row():
-    with pytest.raises(BadRowError, match="f:2"):
-        build_table([("f:1", row(id="a")), ("f:2", row(id="b", score="x"))], "f")
+def test_error_policy_names_every_bad_row_in_one_error():
+    records = [("f:1", row(id="a")), ("f:2", row(id="b", score="x"))]
+    records += [(f"f:{i}", row(id=str(i), total=0)) for i in range(3, 15)]
+    with pytest.raises(BadRowError) as err:
+        build_table(records, "f")
+    assert err.value.where == "f:2"
+    lines = str(err.value).splitlines()
+    assert lines[0] == "f: 13 bad row(s); fix them or set data.on_bad_row=skip to leave them out:"
+    assert lines[1] == "  f:2: 'score' is not a number: 'x'"
+    assert lines[2].startswith("  f:3: ") and lines[10].startswith("  f:11: ")
+    assert lines[11:] == ["  ... and 3 more"]
 
 
 def test_unknown_policy_lists_choices():

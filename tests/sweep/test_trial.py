@@ -28,3 +28,29 @@ def test_run_names_carry_the_trial_s_parameters():
     assert run_name(3, {"reward": "rlev", "seed": 0}) == "trial_0003_reward=rlev_seed=0"
     assert run_name(12, {"reward.alpha": 3.14159265}) == "trial_0012_reward.alpha=3.142"
     assert run_name(0, {"data.path": "a/b.jsonl"}) == "trial_0000_data.path=a-b.jsonl"
+
+
+def test_a_trial_s_run_is_named_by_its_cell():
+    from ablate.sweep.study import short_name
+
+    assert short_name({"reward": "rlev", "reward.alpha": 10, "seed": 0}) == "rlev a=10 s0"
+    assert short_name({"algo": "rloo", "lr": 1e-4, "seed": 3}) == "rloo lr=0.0001 s3"
+    assert short_name({"data.points_sigma": 1.4}) == "points_sigma=1.4"
+
+
+def test_a_started_trial_links_its_mlflow_run_in_attributes_and_note(tmp_path):
+    from optuna_dashboard import get_note
+
+    from ablate.sweep.trial import Objective
+
+    study = optuna.create_study(study_name="t", storage=get_storage(f"sqlite:///{tmp_path}/o.db"))
+    trial = study.ask()
+    trial.suggest_categorical("reward", ["rlev"])
+    trial.suggest_categorical("seed", [1])
+    spec = {"tracking_uri": "http://user:secret@mlflow.lab:5000", "experiment_id": "7"}
+    Objective(spec, None).started(trial, "abc123")
+    url = "http://mlflow.lab:5000/#/experiments/7/runs/abc123?workflowType=machine_learning"
+    stored = study.trials[0]
+    assert stored.user_attrs["mlflow_run_id"] == "abc123"
+    assert stored.user_attrs["mlflow_url"] == url
+    assert get_note(trial) == f"MLflow run [rlev s1]({url})"
