@@ -26,7 +26,7 @@ LIVE = {
 # Deprecation notices that transformers and TRL raise about each other's calls: nothing a user of
 # ablate can act on (TRL 1.16 calls names that transformers 5 renamed).
 LIBRARY_WARNINGS = (
-    "`gradient_checkpointing` is deprecated",
+    "`gradient_checkpointing",  # `gradient_checkpointing`, `_enable`, `_disable` "is deprecated ..."
     "`is_gradient_checkpointing` is deprecated",
     "`past_key_values` is deprecated",
     "`torch_dtype` is deprecated",

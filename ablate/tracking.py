@@ -219,10 +219,11 @@ class TrackedRun:
         if metrics:
             mlflow.log_metrics(metrics, step=step, synchronous=False, run_id=self.run_id)
 
-    def log_config(self, cfg: DictConfig) -> None:
-        """The run's config as params (flattened) and as the artifact ``config.yaml``, redacted."""
+    def log_config(self, cfg: DictConfig, text: str | None = None) -> None:
+        """The run's config as params (flattened) and as the artifact ``config.yaml`` (``text`` if the
+        caller rendered it already), redacted."""
         self.log_params(params_of(cfg))
-        self.log_text(config_yaml(cfg), CONFIG_FILE)
+        self.log_text(text if text is not None else config_yaml(cfg), CONFIG_FILE)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         mlflow.log_text(text, artifact_file, run_id=self.run_id)

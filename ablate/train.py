@@ -75,12 +75,20 @@ def to_dataset(df: pd.DataFrame) -> datasets.Dataset:
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
-def training_args(cfg: DictConfig, output_dir: Path) -> Any:
-    """TRL's config for the algorithm: its defaults from ``algo.args``, the run's keys from the top level."""
+def check_settings(cfg: DictConfig) -> None:
+    """The run's own settings that no schema type can check, before anything loads."""
     if cfg.batch_size % cfg.num_generations:
         raise ValueError(
             f"batch_size={cfg.batch_size} must be a multiple of num_generations={cfg.num_generations}"
         )
+    for key in ("steps", "batch_size", "num_generations", "max_completion_length", "eval_batch_size"):
+        if cfg[key] < 1:
+            raise ValueError(f"{key}={cfg[key]}: must be at least 1")
+
+
+def training_args(cfg: DictConfig, output_dir: Path) -> Any:
+    """TRL's config for the algorithm: its defaults from ``algo.args``, the run's keys from the top level."""
+    check_settings(cfg)
     make_args = instantiate(cfg.algo.args)
     return make_args(
         output_dir=str(output_dir / "trainer"),
@@ -299,6 +307,7 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     quiet_library_warnings()
     for group in ("data", "verifier", "reward", "model", "algo", "tracking"):
         check_targets(cfg[group], group)
+    check_settings(cfg)
     reward = instantiate(cfg.reward)  # its settings (reward.alpha), before anything is opened or loaded
     tracking = instantiate(cfg.tracking)
     ensure_experiment(tracking)  # an unreachable or refusing server, before the data and model load
@@ -310,12 +319,13 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     trainer, trainer_tags = build_trainer(cfg, reward, model, tokenizer, model_cfg, train)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / CONFIG_FILE).write_text(config_yaml(cfg))  # on disk even if the tracking store is down
+    text = config_yaml(cfg)
+    (output_dir / CONFIG_FILE).write_text(text)  # on disk even if the tracking store is down
     tags = run_tags(cfg, hooks, output_dir) | {"reward": reward.__name__} | trainer_tags
     with TrackedRun(tracking, hooks.run_name or output_dir.name, tags, hooks.parent_run_id) as tracked:
         if hooks.on_start is not None:
             hooks.on_start(tracked.run_id)
-        tracked.log_config(cfg)
+        tracked.log_config(cfg, text)
         tracked.log_params(choices(cfg, hooks.choices))  # the group choices as params too: compare by them
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
         evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval)

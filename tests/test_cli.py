@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import REPO
@@ -41,13 +42,19 @@ def test_a_data_file_with_bad_rows_names_each_of_them_and_leaves_nothing_behind(
     assert no_runs(tmp_path)  # no FAILED run
 
 
-def test_a_bad_setting_fails_before_the_data_loads(tmp_path):
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (["reward.alpha=-1"], "reward.alpha=-1: must be a finite number >= 0 (the paper uses 10)"),
+        (["batch_size=6", "num_generations=4"], "batch_size=6 must be a multiple of num_generations=4"),
+    ],
+)
+def test_a_bad_setting_fails_before_the_data_loads(tmp_path, setting, message):
     where = [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"output_dir={tmp_path}/run"]
-    done = ablate(
-        tmp_path, "train", "reward.alpha=-1", "data=rlev_json", f"data.path={tmp_path}/none.jsonl", *where
-    )
+    missing = f"data.path={tmp_path}/none.jsonl"
+    done = ablate(tmp_path, "train", *setting, "data=rlev_json", missing, *where)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "ablate train: reward.alpha=-1: must be a finite number >= 0 (the paper uses 10)" in done.stderr
+    assert f"ablate train: {message}" in done.stderr
     assert "none.jsonl" not in done.stderr  # the missing file was never opened
     assert not (tmp_path / "run").exists() and no_runs(tmp_path)
 

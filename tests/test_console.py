@@ -29,5 +29,6 @@ def test_only_the_libraries_deprecation_notices_are_filtered():
         warnings.simplefilter("always")
         quiet_library_warnings()
         warnings.warn("`gradient_checkpointing` is deprecated, use X", FutureWarning, stacklevel=1)
+        warnings.warn("`gradient_checkpointing_enable` is deprecated, use Y", FutureWarning, stacklevel=1)
         warnings.warn("`lr` is out of range", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["`lr` is out of range"]

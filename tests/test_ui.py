@@ -97,6 +97,14 @@ def test_a_newcomer_sees_the_study_s_runs_metrics_and_notes_without_clicking(tmp
                 assert f"{run.data.metrics['eval/h_acc']:.4g}"[:4] in table
             assert "study ui" not in table  # the study's own run is not among its trials
 
+            page.goto(link + "&compareRunsMode=CHART")  # the same runs as charts, one per metric
+            page.wait_for_selector("text=eval/h_acc", timeout=90_000)
+            page.wait_for_timeout(2500)
+            page.screenshot(path=SHOTS / "mlflow_study_charts.png")
+            assert all(f"{name} (" in page.inner_text("body") for name in trials)  # in the charts' legends
+            page.get_by_placeholder("Search metric charts").fill("eval/h_acc")  # far down the page: find it
+            page.wait_for_selector("text=rlev s0 (eval/h_acc)", timeout=30_000)
+
             page.goto(parent)  # the study's run: one metric per variant, the results table
             page.wait_for_selector("text=rlev s0", timeout=90_000)  # its child runs
             page.wait_for_timeout(1500)

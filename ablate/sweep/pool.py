@@ -11,7 +11,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from tqdm import tqdm
 
 from ablate.names import ATTR_WORKER
 from ablate.sweep.results import complete, describe
-from ablate.sweep.storage import DONE, LIVE, RetryAndMarkRun, retrying
+from ablate.sweep.storage import DONE, LIVE, RetryAndMarkRun, retrying, worker_ident
 from ablate.sweep.study import grid_cells
 
 
@@ -52,7 +51,7 @@ class Worker:
     ident: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.ident = f"{socket.gethostname()}:{self.proc.pid}"
+        self.ident = worker_ident(self.proc.pid)
 
 
 class WorkerPool:

@@ -10,6 +10,8 @@ trials of its own workers that died).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -69,6 +71,12 @@ class PatientRDBStorage(optuna.storages.RDBStorage):
 
     def record_heartbeat(self, trial_id: int) -> None:
         retrying(lambda: super(PatientRDBStorage, self).record_heartbeat(trial_id))
+
+
+def worker_ident(pid: int | None = None) -> str:
+    """``host:pid`` of a worker process (this one by default): a trial's ``worker`` attribute, by which
+    a launcher finds the trials of a worker that died."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
 def default_storage_url(tracking_uri: str) -> str:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import socket
 import sys
 from typing import Any
 
@@ -40,7 +38,16 @@ from ablate.names import (
     TAG_STUDY,
     TAG_TRIAL_NUMBER,
 )
-from ablate.sweep.storage import DONE, LIVE, RetryAndMarkRun, get_storage, open_study, retrying, suggest
+from ablate.sweep.storage import (
+    DONE,
+    LIVE,
+    RetryAndMarkRun,
+    get_storage,
+    open_study,
+    retrying,
+    suggest,
+    worker_ident,
+)
 from ablate.sweep.study import StudyConfig, cell_key, cell_of, override, short_name
 
 log = logging.getLogger(__name__)
@@ -55,10 +62,6 @@ class PrunedTrial(optuna.TrialPruned):
 
 class DuplicateCell(RuntimeError):
     """Another trial already holds this grid cell (a race between machines enqueueing or asking)."""
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_name(number: int, params: dict[str, Any]) -> str:
@@ -95,7 +98,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         # Every storage call retries a lost connection: a database restart must not fail the trial.
-        retrying(lambda: trial.set_user_attr(ATTR_WORKER, worker_id()))
+        retrying(lambda: trial.set_user_attr(ATTR_WORKER, worker_ident()))
         params = retrying(lambda: self.params(trial))
         if self.cfg.grid:
             owner = retrying(lambda: duplicate_of(trial.study, trial, params))
@@ -185,7 +188,8 @@ def main() -> None:
             print("no trial left to run; nothing to do")
             return
         study.optimize(objective, n_trials=1, catch=(Exception,))
-        last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ATTR_WORKER) == worker_id()]
+        mine = worker_ident()
+        last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ATTR_WORKER) == mine]
         if last:
             print(f"trial {last[-1].number}: {last[-1].state.name}", flush=True)
 
