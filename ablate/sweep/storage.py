@@ -223,7 +223,9 @@ def open_study(cfg: DictConfig, storage: Any, create: bool = False) -> tuple[opt
             study_name=name, storage=storage, directions=directions, sampler=sampler, pruner=pruner
         )
         study.set_user_attr(STUDY_ATTR_SPEC, fingerprint(cfg))
-        study.set_metric_names([o.metric for o in cfg.objectives])  # the dashboard's axis labels
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2; nothing a user can act on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.metric for o in cfg.objectives])  # the dashboard's axis labels
         return study, True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
