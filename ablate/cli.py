@@ -125,7 +125,10 @@ def split_sweep_args(argv: list[str]) -> tuple[str, list[str], list[str]]:
     if not study:
         from ablate.sweep.study import study_choices
 
-        sys.exit(f"ablate: study=NAME is required; valid choices are {', '.join(study_choices())}")
+        print(
+            f"ablate: study=NAME is required; valid choices are {', '.join(study_choices())}", file=sys.stderr
+        )
+        sys.exit(2)
     return study, sweep, rest
 
 
@@ -248,4 +251,5 @@ def main(argv: list[str] | None = None) -> None:
         print(usage)
         return
     problem = f"unknown command {argv[0]!r}" if argv else "no command given"
-    sys.exit(f"ablate: {problem}; valid choices are {', '.join(COMMANDS)}\n{usage}")
+    print(f"ablate: {problem}; valid choices are {', '.join(COMMANDS)}\n{usage}", file=sys.stderr)
+    sys.exit(2)

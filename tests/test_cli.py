@@ -68,3 +68,13 @@ def test_a_missing_predictions_file_is_one_line(tmp_path):
     done = ablate(tmp_path, "evaluate", "--predictions", "nope.jsonl")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.splitlines()[0].startswith("ablate evaluate: ") and "nope.jsonl" in done.stderr
+
+
+def test_an_unknown_command_or_a_sweep_without_a_study_lists_the_choices(tmp_path):
+    unknown = ablate(tmp_path, "trian")
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.startswith("ablate: unknown command 'trian'; valid choices are train, warmstart,")
+    no_study = ablate(tmp_path, "sweep", "sweep.workers=2")
+    assert no_study.returncode == 2
+    assert no_study.stderr.startswith("ablate: study=NAME is required; valid choices are ")
+    assert "quickstart" in no_study.stderr
