@@ -1,6 +1,7 @@
 """``ablate train`` end to end: real TRL steps on the tiny model, evaluation, MLflow."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -108,6 +109,13 @@ def test_console_script_train_with_overrides(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "H-Acc" in done.stdout and "MLflow run:" in done.stdout
+    # Off a terminal: a short line for the first and last step instead of a dict of every metric.
+    assert re.search(r"^step 1/2  reward \S+  correct \S+  length \S+  s/step \S+$", done.stdout, re.M)
+    assert re.search(r"^step 2/2  reward ", done.stdout, re.M) and "{'loss'" not in done.stdout
+    assert re.search(
+        r"^MLflow UI: http://127\.0\.0\.1:5000/#/experiments/\d+/runs/\w+\?workflowType=", done.stdout, re.M
+    )
+    assert "FutureWarning" not in done.stderr  # the libraries' notices about each other are filtered
     assert (tmp_path / "mlflow.db").exists()  # tracking=local: a SQLite store in the working directory
     log = pd.read_csv(tmp_path / "run/train_log.csv")
     assert (log["reward/scale_mean"] == 1.0).all()
