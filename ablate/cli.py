@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,14 +21,8 @@ HYDRA_FILES = {".hydra", "cli.log"}  # what Hydra writes into a run directory be
 
 def user_error(command: str, err: BaseException, run_dir: Path | None = None) -> NoReturn:
     """Print ``err`` as one message and exit 2; a run directory that holds only Hydra's files goes."""
-    if run_dir is not None and run_dir.is_dir():
-        hydra_only = {p.name for p in run_dir.iterdir()} <= {
-            ".hydra",
-            f"{Path(sys.argv[0]).stem}.log",
-            "cli.log",
-        }
-        if hydra_only:
-            shutil.rmtree(run_dir)
+    if run_dir is not None and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= HYDRA_FILES:
+        shutil.rmtree(run_dir)
     print(f"{command}: {err}", file=sys.stderr)
     print(f"({DEBUG} or HYDRA_FULL_ERROR=1 shows where it was raised)", file=sys.stderr)
     sys.exit(2)
@@ -40,6 +35,18 @@ def user_cause(err: BaseException | None) -> BaseException | None:
     while isinstance(err, InstantiationException):
         err = err.__cause__
     return err if isinstance(err, USER_ERRORS) else None
+
+
+@contextlib.contextmanager
+def user_errors(command: str, debug: bool, run_dir: Path | None = None) -> Iterator[None]:
+    """A user error raised inside becomes ``user_error`` (unless ``debug``); anything else propagates."""
+    try:
+        yield
+    except Exception as err:
+        cause = user_cause(err)
+        if debug or cause is None:
+            raise
+        user_error(command, cause, run_dir)
 
 
 def debugging(argv: list[str]) -> tuple[bool, list[str]]:
@@ -60,16 +67,11 @@ def train(argv: list[str]) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def _main(cfg: DictConfig) -> float:
-        try:
+        with user_errors("ablate train", debug, Path(cfg.output_dir)):
             check_reachable(cfg.tracking.uri, cfg.tracking.connect_timeout_s)  # before the heavy imports
             from ablate.train import run
 
             return run(cfg)["h_acc"]
-        except Exception as err:
-            cause = user_cause(err)
-            if debug or cause is None:
-                raise
-            user_error("ablate train", cause, Path(cfg.output_dir))
 
     sys.argv = ["ablate train", *argv]  # Hydra reads its overrides from sys.argv
     _main()
@@ -80,12 +82,8 @@ def evaluate(argv: list[str]) -> None:
     from ablate.evaluate import main
 
     debug, argv = debugging(argv)
-    try:
+    with user_errors("ablate evaluate", debug):
         main(argv)
-    except USER_ERRORS as err:
-        if debug:
-            raise
-        user_error("ablate evaluate", err)
 
 
 def warmstart(argv: list[str]) -> None:

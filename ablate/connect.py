@@ -29,9 +29,14 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
+def is_server(uri: str) -> bool:
+    """A tracking URI of an MLflow server (HTTP), not a local store."""
+    return uri.startswith(("http://", "https://"))
+
+
 def check_reachable(uri: str, timeout_s: float) -> None:
     """Fail fast, naming the URI, when an HTTP tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         return
     url = uri.rstrip("/") + "/health"
     try:

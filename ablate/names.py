@@ -63,7 +63,6 @@ TAG_TRIAL_NUMBER = "optuna.trial_number"
 TAG_ERROR = "error"  # why a run FAILED
 TAG_PRUNED = "pruned"  # why a trial run was KILLED by the pruner
 TAG_PARENT = "mlflow.parentRunId"  # MLflow's own
-TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's own: which view (training or GenAI) the UI opens
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # MLflow's own: a runs-table view a URL can name
 PARAM_GRID = "study.grid"  # JSON of the study's grid, on its parent run
 PARAM_SPACE = "study.space"

@@ -26,7 +26,7 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
-from ablate.connect import check_reachable, redact
+from ablate.connect import check_reachable, is_server, redact
 from ablate.names import CONFIG_FILE, SHARED_VIEW_PREFIX, TAG_ERROR
 
 log = logging.getLogger(__name__)
@@ -128,16 +128,14 @@ TRAINING_VIEW = "workflowType=machine_learning"
 
 def ui_address(uri: str) -> str:
     """The MLflow UI serving ``uri``: the server itself (without credentials), or ``mlflow ui``'s default."""
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         return re.sub(r"//[^/@]*@", "//", uri.rstrip("/"))
     return LOCAL_UI
 
 
 def serve_hint(uri: str) -> str:
     """How to serve a local store for the links printed beside it (nothing for a server)."""
-    if uri.startswith(("http://", "https://")):
-        return ""
-    return f"  (serve it: mlflow ui --backend-store-uri {uri})"
+    return "" if is_server(uri) else f"  (serve it: mlflow ui --backend-store-uri {uri})"
 
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:

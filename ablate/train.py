@@ -208,9 +208,9 @@ def warn_if_scale_removed(reward: Any, trainer: Any) -> dict[str, str]:
     return {TAG_VALUE_SCALE: "removed by scale_rewards=group"}
 
 
-def run_tags(cfg: DictConfig, hooks: RunHooks, output_dir: Path) -> dict[str, Any]:
+def run_tags(cfg: DictConfig, picked: dict[str, str], hooks: RunHooks, output_dir: Path) -> dict[str, Any]:
     """The group choices (data, reward, model, algo), seed, commit and run directory, and the caller's."""
-    tags: dict[str, Any] = choices(cfg, hooks.choices)
+    tags: dict[str, Any] = dict(picked)
     tags |= {TAG_SEED: cfg.seed, TAG_COMMIT: git_commit(REPO), TAG_OUTPUT_DIR: str(output_dir.resolve())}
     return tags | hooks.tags
 
@@ -321,12 +321,13 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
     text = config_yaml(cfg)
     (output_dir / CONFIG_FILE).write_text(text)  # on disk even if the tracking store is down
-    tags = run_tags(cfg, hooks, output_dir) | {"reward": reward.__name__} | trainer_tags
+    picked = choices(cfg, hooks.choices)
+    tags = run_tags(cfg, picked, hooks, output_dir) | {"reward": reward.__name__} | trainer_tags
     with TrackedRun(tracking, hooks.run_name or output_dir.name, tags, hooks.parent_run_id) as tracked:
         if hooks.on_start is not None:
             hooks.on_start(tracked.run_id)
         tracked.log_config(cfg, text)
-        tracked.log_params(choices(cfg, hooks.choices))  # the group choices as params too: compare by them
+        tracked.log_params(picked)  # the group choices as params too: the compare view groups by them
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
         evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval)
         fit(trainer, evaluator, tracked, cfg.console_every)

@@ -149,15 +149,6 @@ def study_view(cfg: DictConfig, tracking: TrackingConfig, experiment_id: str) ->
     return runs_view_url(tracking.uri, experiment_id, view)
 
 
-STUDY_COLUMNS = (
-    "h_acc",
-    "acc",
-    "length",
-    "value_density",
-    "length_gap",
-)  # the eval metrics a study's table shows
-
-
 def study_note(cfg: DictConfig, view_url: str, parent_url: str) -> str:
     """The study's note on the Optuna dashboard (Markdown)."""
     return (
@@ -197,10 +188,8 @@ def run_sweep(cfg: DictConfig) -> int:
     study, created = open_study(cfg, storage, create=True)
     queued = queue_missing_cells(study, cells) if cfg.grid else 0
     run_id = parent_run(study, cfg, tracking, storage_url, created)
-    view_url, parent_url = (
-        study_view(cfg, tracking, experiment_id),
-        run_url(tracking.uri, experiment_id, run_id),
-    )
+    view_url = study_view(cfg, tracking, experiment_id)
+    parent_url = run_url(tracking.uri, experiment_id, run_id)
     if created:
         from optuna_dashboard import save_note
 
