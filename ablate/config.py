@@ -58,6 +58,7 @@ class TrainConfig:
     model: Any = MISSING  # policy (conf/model/)
     algo: Any = MISSING  # TRL trainer and its config defaults (conf/algo/)
     tracking: Any = MISSING  # MLflow store or server (conf/tracking/)
+    alpha: float = 10.0  # slope of the value scale s = 1 + min(alpha v, 1) of every reward with one
     seed: int = 0  # seeds TRL and the seeded reward variants (the data split has data.split_seed)
     steps: int = 20  # optimisation steps
     lr: float = 5e-4  # learning rate
