@@ -61,6 +61,7 @@ def train(argv: list[str]) -> None:
     import hydra
     from omegaconf import DictConfig
 
+    from ablate import launch
     from ablate.connect import check_reachable
 
     debug, argv = debugging(argv)
@@ -69,6 +70,8 @@ def train(argv: list[str]) -> None:
     def _main(cfg: DictConfig) -> float:
         with user_errors("ablate train", debug, Path(cfg.output_dir)):
             check_reachable(cfg.tracking.uri, cfg.tracking.connect_timeout_s)  # before the heavy imports
+            if cfg.launch.processes > 1 and not launch.launched():
+                sys.exit(launch.relaunch(cfg, argv))  # the ranks run this same command
             from ablate.train import run
 
             return run(cfg)["h_acc"]

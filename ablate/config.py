@@ -29,7 +29,11 @@ from hydra.utils import get_object
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from ablate.launch import LaunchConfig
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# the groups of a run, every _target_ in them checked before anything loads (ablate.train.run)
+TRAIN_GROUPS = ("data", "verifier", "reward", "model", "algo", "rollout", "tracking")
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
 
@@ -57,12 +61,15 @@ class TrainConfig:
     reward: Any = MISSING  # reward variant (conf/reward/)
     model: Any = MISSING  # policy (conf/model/)
     algo: Any = MISSING  # TRL trainer and its config defaults (conf/algo/)
+    rollout: Any = MISSING  # who samples the training completions (conf/rollout/)
     tracking: Any = MISSING  # MLflow store or server (conf/tracking/)
-    alpha: float = 10.0  # slope of the value scale s = 1 + min(alpha v, 1) of every reward with one
+    alpha: Any = 10  # slope of the value scale s = 1 + min(alpha v, 1) of every reward with one (a number)
     seed: int = 0  # seeds TRL and the seeded reward variants (the data split has data.split_seed)
     steps: int = 20  # optimisation steps
+    epochs: float | None = None  # set: train this many passes over the training questions instead of `steps`
     lr: float = 5e-4  # learning rate
-    batch_size: int = 16  # completions per optimisation step (prompts x generations)
+    batch_size: int = 16  # completions per optimisation step (prompts x generations), over all processes
+    micro_batch_size: int | None = None  # completions per forward on one process (None: its whole share)
     num_generations: int = 4  # completions sampled per prompt (the group)
     max_completion_length: int = 48  # generated tokens per completion
     temperature: float = 1.0  # sampling temperature during training
@@ -72,6 +79,7 @@ class TrainConfig:
     save_model: bool = False  # keep the trained policy in <output_dir>/model
     console_every: int = 10  # off a terminal, print one line of live numbers every N steps (on one: a bar)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)  # live mechanism diagnostics
+    launch: LaunchConfig = field(default_factory=LaunchConfig)  # processes per run (ablate.launch)
     output_dir: str = MISSING  # run directory (also the MLflow run name)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes, logged as params
 

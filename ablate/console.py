@@ -52,11 +52,13 @@ class Console(TrainerCallback):
         self.bar: Any = None
 
     @staticmethod
-    def replace_printer(trainer: Any, console: Console) -> None:
-        """Put ``console`` where transformers' own printer or progress bar was."""
+    def replace_printer(trainer: Any, console: Console | None) -> None:
+        """Put ``console`` where transformers' own printer or progress bar was (None: print nothing, as
+        the ranks other than 0 of a multi-process run)."""
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(console)
+        if console is not None:
+            trainer.add_callback(console)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.stream.isatty():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ablate import metrics
+from ablate import launch, metrics
 from ablate.names import COUNT, METRICS, eval_key, label
 
 if TYPE_CHECKING:
@@ -93,9 +93,11 @@ def evaluate_policy(
     batch_size: int,
 ) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
     """Greedy predictions, their summary metrics and length by value bucket; the model is left in
-    the mode (training or not) it was in."""
+    the mode (training or not) it was in. Split across the ranks of a multi-process run."""
     was_training = model.training
-    predictions = predict(model, tokenizer, questions, verifier, max_new_tokens, batch_size)
+    # In a multi-process run each rank answers its share of the questions and all get the whole table.
+    part = predict(model, tokenizer, launch.shard(questions), verifier, max_new_tokens, batch_size)
+    predictions = launch.gathered(part, questions["id"])
     model.train(was_training)
     return predictions, metrics.summary(predictions), metrics.length_by_value_bucket(predictions)
 

@@ -53,6 +53,7 @@ TAG_SEED = "seed"
 TAG_COMMIT = "git_commit"
 TAG_OUTPUT_DIR = "output_dir"
 TAG_EOS_BUCKETS = "eos_buckets"
+TAG_DEVICE = "ablate.device"  # where a run trained: "cuda:0 (CUDA_VISIBLE_DEVICES=3), 2 processes", "cpu"
 TAG_VALUE_SCALE = "ablate.value_scale"  # set when the algorithm removes a per-question reward scale
 TAG_STUDY = "ablate.study"  # the study a run belongs to (trial runs and the study run)
 TAG_ROLE = "ablate.role"

@@ -182,9 +182,15 @@ class TrackedRun:
     """A context manager around one MLflow run; ``with TrackedRun(...) as run: ...``."""
 
     def __init__(
-        self, cfg: TrackingConfig, run_name: str, tags: dict[str, Any], parent_run_id: str | None = None
+        self,
+        cfg: TrackingConfig,
+        run_name: str,
+        tags: dict[str, Any],
+        parent_run_id: str | None = None,
+        active: bool = True,
     ):
         self.cfg = cfg
+        self.active = active  # False on the ranks other than 0 of a multi-process run: they log nothing
         self.run_name = run_name
         self.tags = {k: str(v) for k, v in tags.items() if v is not None}
         self.parent_run_id = parent_run_id  # nests this run under another (a sweep's study run)
@@ -192,6 +198,8 @@ class TrackedRun:
         self.experiment_id: str | None = None
 
     def __enter__(self) -> TrackedRun:
+        if not self.active:
+            return self
         ensure_experiment(self.cfg)
         mlflow.set_tracking_uri(self.cfg.uri)
         mlflow.set_experiment(self.cfg.experiment)
@@ -205,16 +213,20 @@ class TrackedRun:
         return run_url(self.cfg.uri, self.experiment_id, self.run_id)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
+        if not self.active:
+            return
         for key, value in tags.items():
             mlflow.MlflowClient().set_tag(self.run_id, key, str(value))
 
     def log_params(self, params: dict[str, str]) -> None:
+        if not self.active:
+            return
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             mlflow.log_params(dict(items[i : i + 100]), run_id=self.run_id)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        if metrics:
+        if metrics and self.active:
             mlflow.log_metrics(metrics, step=step, synchronous=False, run_id=self.run_id)
 
     def log_config(self, cfg: DictConfig, text: str | None = None) -> None:
@@ -224,14 +236,18 @@ class TrackedRun:
         self.log_text(text if text is not None else config_yaml(cfg), CONFIG_FILE)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        mlflow.log_text(text, artifact_file, run_id=self.run_id)
+        if self.active:
+            mlflow.log_text(text, artifact_file, run_id=self.run_id)
 
     def log_artifact(self, path: Path) -> None:
-        mlflow.log_artifact(str(path), run_id=self.run_id)
+        if self.active:
+            mlflow.log_artifact(str(path), run_id=self.run_id)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if not self.active:
+            return
         try:
             mlflow.flush_async_logging()
         finally:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +24,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import TrainerCallback
 
+from ablate import launch
 from ablate.algos import removes_question_scale
-from ablate.config import check_targets
+from ablate.config import TRAIN_GROUPS, check_targets
 from ablate.console import Console, quiet_library_warnings
 from ablate.diagnostics.stopping import stop_probabilities, stops_table
 from ablate.diagnostics.trainer import value_buckets, with_eos_diagnostics
@@ -47,6 +50,7 @@ from ablate.names import (
     SAMPLES,
     STOPS_FILE,
     TAG_COMMIT,
+    TAG_DEVICE,
     TAG_EOS_BUCKETS,
     TAG_OUTPUT_DIR,
     TAG_SEED,
@@ -81,20 +85,48 @@ def check_settings(cfg: DictConfig) -> None:
         raise ValueError(
             f"batch_size={cfg.batch_size} must be a multiple of num_generations={cfg.num_generations}"
         )
+    if cfg.batch_size % cfg.launch.processes:
+        raise ValueError(
+            f"batch_size={cfg.batch_size} (the global batch) must be a multiple of "
+            f"launch.processes={cfg.launch.processes}"
+        )
+    share = cfg.batch_size // cfg.launch.processes
+    if cfg.micro_batch_size is not None and (cfg.micro_batch_size < 1 or share % cfg.micro_batch_size):
+        raise ValueError(
+            f"micro_batch_size={cfg.micro_batch_size} must divide each process's share of the batch, "
+            f"batch_size / launch.processes = {share}"
+        )
+    if cfg.epochs is not None and cfg.epochs <= 0:
+        raise ValueError(f"epochs={cfg.epochs}: must be positive (or null to train for `steps`)")
     for key in ("steps", "batch_size", "num_generations", "max_completion_length", "eval_batch_size"):
         if cfg[key] < 1:
             raise ValueError(f"{key}={cfg[key]}: must be at least 1")
 
 
-def training_args(cfg: DictConfig, output_dir: Path) -> Any:
-    """TRL's config for the algorithm: its defaults from ``algo.args``, the run's keys from the top level."""
+def planned_steps(cfg: DictConfig, train_questions: int | None) -> int:
+    """``steps``, or with ``epochs`` set the steps that pass over the training questions that many times."""
+    if cfg.epochs is None or train_questions is None:
+        return cfg.steps
+    prompts_per_step = cfg.batch_size // cfg.num_generations
+    return max(1, math.ceil(cfg.epochs * train_questions / prompts_per_step))
+
+
+def training_args(cfg: DictConfig, output_dir: Path, train_questions: int | None = None) -> Any:
+    """TRL's config for the algorithm: its defaults from ``algo.args``, the run's keys from the top level.
+
+    ``batch_size`` is the completions of one optimisation step over all processes; each process runs
+    ``micro_batch_size`` of them at a time (default: its whole share) and accumulates the gradients.
+    """
     check_settings(cfg)
     make_args = instantiate(cfg.algo.args)
+    share = cfg.batch_size // launch.world_size()
+    micro = cfg.micro_batch_size or share
     return make_args(
         output_dir=str(output_dir / "trainer"),
-        max_steps=cfg.steps,
+        max_steps=planned_steps(cfg, train_questions),
         learning_rate=cfg.lr,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=share // micro,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
@@ -105,6 +137,7 @@ def training_args(cfg: DictConfig, output_dir: Path) -> Any:
         bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
+        **instantiate(cfg.rollout).trl_args(),
     )
 
 
@@ -154,22 +187,28 @@ class Evaluator(TrainerCallback):
         """The starting policy, measured as the trained one will be (``diagnostics.start``, ``stops``)."""
         if self.cfg.diagnostics.start and state.global_step == 0:
             predictions, _, _ = self.evaluate(model, 0)
-            write_predictions(predictions, Path(self.cfg.output_dir) / PREDICTIONS_START)
-            self.run.log_artifact(Path(self.cfg.output_dir) / PREDICTIONS_START)
+            if launch.is_main():
+                write_predictions(predictions, Path(self.cfg.output_dir) / PREDICTIONS_START)
+                self.run.log_artifact(Path(self.cfg.output_dir) / PREDICTIONS_START)
         if self.cfg.diagnostics.stops:
             self.start_stops = self.stops(model)
 
     def stops(self, model: Any) -> pd.DataFrame:
         was_training = model.training
         model.eval()
-        table = stop_probabilities(model, self.tokenizer, self.questions, self.cfg.eval_batch_size)
+        mine = launch.shard(self.questions)
+        part = stop_probabilities(model, self.tokenizer, mine, self.cfg.eval_batch_size)
+        table = launch.gathered(part, self.questions["id"])
         model.train(was_training)
         return table
 
     def write_stops(self, model: Any) -> Path:
-        """``stops.csv``: each test question's pi(stop) per answer line before and after training."""
+        """``stops.csv``: each test question's pi(stop) per answer line before and after training
+        (every rank measures its share; rank 0 writes)."""
         path = Path(self.cfg.output_dir) / STOPS_FILE
-        stops_table(self.questions, self.start_stops, self.stops(model)).to_csv(path, index=False)
+        end = self.stops(model)
+        if launch.is_main():
+            stops_table(self.questions, self.start_stops, end).to_csv(path, index=False)
         return path
 
     def evaluate(self, model: Any, step: int) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
@@ -243,20 +282,30 @@ def build_trainer(
     trainer = trainer_cls(
         model=model,
         reward_funcs=[reward],
-        args=training_args(cfg, Path(cfg.output_dir)),
+        args=training_args(cfg, Path(cfg.output_dir), len(train)),
         train_dataset=to_dataset(train),
         processing_class=tokenizer,
         peft_config=peft_config(model_cfg),
         **options,
     )
-    return trainer, tags | warn_if_scale_removed(reward, trainer)
+    return trainer, tags | {TAG_DEVICE: device_of(trainer)} | warn_if_scale_removed(reward, trainer)
+
+
+def device_of(trainer: Any) -> str:
+    """Where the trainer runs, in the words of the ``ablate.device`` tag."""
+    text = str(trainer.accelerator.device)
+    if "CUDA_VISIBLE_DEVICES" in os.environ and text.startswith("cuda"):
+        text += f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
+    processes = trainer.accelerator.num_processes
+    return text + (f", {processes} processes" if processes > 1 else "")
 
 
 def fit(trainer: Any, evaluator: Evaluator, tracked: TrackedRun, console_every: int) -> None:
     """Train, sending TRL's per-step metrics to MLflow; a run that raises keeps every step it logged."""
     step_metrics = StepMetrics(tracked, tracked.cfg.flush_every_s)
-    trainer.add_callback(step_metrics)
-    Console.replace_printer(trainer, Console(console_every))
+    if tracked.active:  # rank 0 of a multi-process run; TRL's logged metrics are gathered over ranks
+        trainer.add_callback(step_metrics)
+    Console.replace_printer(trainer, Console(console_every) if tracked.active else None)
     trainer.add_callback(evaluator)
     try:
         trainer.train()
@@ -269,11 +318,15 @@ def fit(trainer: Any, evaluator: Evaluator, tracked: TrackedRun, console_every: 
 def write_outputs(
     cfg: DictConfig, trainer: Any, tokenizer: Any, evaluator: Evaluator, tracked: TrackedRun
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """The final evaluation and every file of the run, each also logged to MLflow."""
+    """The final evaluation and every file of the run, each also logged to MLflow (by rank 0 only: the
+    other ranks of a multi-process run take their share of the evaluations and stop there)."""
     output_dir = Path(cfg.output_dir)
+    predictions, summary, buckets = evaluator.evaluate(trainer.model, trainer.state.global_step)
+    stops = evaluator.write_stops(trainer.model) if cfg.diagnostics.stops else None
+    if not tracked.active:
+        return summary, buckets
     history = pd.DataFrame([h for h in trainer.state.log_history if "loss" in h])
     history.to_csv(output_dir / TRAIN_LOG, index=False)
-    predictions, summary, buckets = evaluator.evaluate(trainer.model, trainer.state.global_step)
     write_predictions(predictions, output_dir / PREDICTIONS)
     (output_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2))
     if cfg.save_model:
@@ -287,8 +340,8 @@ def write_outputs(
             (baseline, cfg.tracking.uri) if baseline else None,
         ):  # fmt: skip
             tracked.log_artifact(path)
-    if cfg.diagnostics.stops:
-        tracked.log_artifact(evaluator.write_stops(trainer.model))
+    if stops is not None:
+        tracked.log_artifact(stops)
     sample = predictions.drop(columns=list(IN_MEMORY_COLUMNS), errors="ignore").head(
         tracked.cfg.sample_completions
     )
@@ -305,12 +358,15 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     """
     hooks = hooks or RunHooks()
     quiet_library_warnings()
-    for group in ("data", "verifier", "reward", "model", "algo", "tracking"):
+    for group in TRAIN_GROUPS:
         check_targets(cfg[group], group)
     check_settings(cfg)
+    instantiate(cfg.rollout)  # rollout=vllm without vLLM installed: said now, before anything loads
     reward = instantiate(cfg.reward)  # its settings (reward.alpha), before anything is opened or loaded
     tracking = instantiate(cfg.tracking)
-    ensure_experiment(tracking)  # an unreachable or refusing server, before the data and model load
+    main = launch.is_main()  # rank 0 of a multi-process run writes the run directory and talks to MLflow
+    if main:
+        ensure_experiment(tracking)  # an unreachable or refusing server, before the data and model load
     train, test = load_splits(cfg)
     reward = reward.fit(train)
     verifier = instantiate(cfg.verifier)  # a judge's server is checked here, before the model loads
@@ -320,10 +376,12 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     text = config_yaml(cfg)
-    (output_dir / CONFIG_FILE).write_text(text)  # on disk even if the tracking store is down
+    if main:
+        (output_dir / CONFIG_FILE).write_text(text)  # on disk even if the tracking store is down
     picked = choices(cfg, hooks.choices)
     tags = run_tags(cfg, picked, hooks, output_dir) | {"reward": reward.__name__} | trainer_tags
-    with TrackedRun(tracking, hooks.run_name or output_dir.name, tags, hooks.parent_run_id) as tracked:
+    name = hooks.run_name or output_dir.name
+    with TrackedRun(tracking, name, tags, hooks.parent_run_id, active=main) as tracked:
         if hooks.on_start is not None:
             hooks.on_start(tracked.run_id)
         tracked.log_config(cfg, text)
@@ -332,6 +390,8 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
         evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval)
         fit(trainer, evaluator, tracked, cfg.console_every)
         summary, buckets = write_outputs(cfg, trainer, tokenizer, evaluator, tracked)
+    if not main:
+        return summary
     print(format_metrics(summary, buckets))
     print(f"run directory: {output_dir}   MLflow run: {tracked.run_id} ({tracked.cfg.uri})")
     print(f"MLflow UI: {tracked.url}{serve_hint(tracking.uri)}")

@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablate import launch
 from ablate.names import BUCKETS, EOS_RATIO, EOS_SHARE_TOP, eos_key
 
 POSITIONS = ("all", "terminal", "before")
+TOKEN_COLUMNS = ("grad", "prob", "bucket", "pos")  # what a step records per completion token
 
 
 def final_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cfg: Any, t: float):
@@ -109,12 +111,20 @@ class EOSGradients:
             self.step_tokens["pos"].append(pos[mask].cpu().numpy())
         self.pending.clear()
 
-    def step_metrics(self) -> dict[str, float]:
-        """``eos/grad_top20``, ``eos/grad_abs_bottom20_terminal``, ``eos/prob_middle``, ... for one step."""
-        if not self.step_tokens:
+    def step_metrics(self, world: int = 1) -> dict[str, float]:
+        """``eos/grad_top20``, ``eos/grad_abs_bottom20_terminal``, ``eos/prob_middle``, ... for one step,
+        over the tokens of all ``world`` ranks of a multi-process run (every rank must call it)."""
+        if world == 1 and not self.step_tokens:
             return {}
-        cols = {k: np.concatenate(v) for k, v in self.step_tokens.items()}
+        cols = {k: np.concatenate(self.step_tokens.get(k, [np.zeros(0)])) for k in TOKEN_COLUMNS}
         self.step_tokens.clear()
+        if world > 1:
+            parts = launch.merge(cols)
+            cols = {k: np.concatenate([p[k] for p in parts]) for k in TOKEN_COLUMNS}
+            # DDP averages the ranks' gradients, so the global loss's gradient is each rank's / world.
+            cols["grad"] = cols["grad"] / world
+        if not len(cols["grad"]):
+            return {}
         out: dict[str, float] = {}
         for b, bucket in enumerate(BUCKETS):
             for position in POSITIONS:

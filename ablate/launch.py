@@ -1,0 +1,151 @@
+"""Several processes per run: ``ablate train launch.processes=N`` re-runs itself under ``accelerate launch``.
+
+The command the user typed becomes N ranks of the same command (same overrides, one run directory),
+started by accelerate with one of TRL's shipped configs (``launch.config=ddp|zero1|zero2|zero3|fsdp1|
+fsdp2``) or the path of one's own. On a machine without CUDA the ranks use torch.distributed's gloo
+backend on the CPU (``ACCELERATE_USE_CPU``), which is how the tests run it. Inside the ranks,
+``rank()`` and ``world_size()`` say who is who: only rank 0 writes the run directory and talks to
+MLflow; evaluation is split across the ranks and merged (``shard``, ``merge``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# launch.config name -> the file TRL ships in trl/accelerate_configs/
+CONFIGS = {
+    "ddp": "multi_gpu",
+    "zero1": "zero1",
+    "zero2": "zero2",
+    "zero3": "zero3",
+    "fsdp1": "fsdp1",
+    "fsdp2": "fsdp2",
+}
+CPU_CONFIGS = ("ddp",)  # DeepSpeed and FSDP need CUDA devices
+LAUNCHED = "ABLATE_LAUNCHED"  # set in the ranks' environment: they must not launch again
+
+
+@dataclass
+class LaunchConfig:
+    """How many processes one run has and how accelerate starts them."""
+
+    processes: int = 1  # ranks of this run (>1: re-run under `accelerate launch`, one device each on GPUs)
+    config: str = "ddp"  # ddp | zero1 | zero2 | zero3 | fsdp1 | fsdp2 (TRL's shipped configs) or a path
+    main_port: int | None = None  # rendezvous port (None: a free one, so runs on one machine never collide)
+
+
+def rank() -> int:
+    """This process's rank in its run (0 when the run has one process)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def config_file(name: str) -> Path:
+    """The accelerate config file of ``launch.config``: a TRL name or a path."""
+    if name in CONFIGS:
+        import trl
+
+        return Path(trl.__file__).parent / "accelerate_configs" / f"{CONFIGS[name]}.yaml"
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
+        return path
+    raise ValueError(
+        f"launch.config={name!r}: valid choices are {', '.join(CONFIGS)}, or an accelerate config file's path"
+    )
+
+
+def check(cfg: Any, cuda: bool) -> None:
+    """A launch a machine can run: processes >= 1, a known config, DeepSpeed/FSDP only with CUDA."""
+    if cfg.processes < 1:
+        raise ValueError(f"launch.processes={cfg.processes}: needs at least 1")
+    config_file(cfg.config)
+    if not cuda and cfg.processes > 1 and cfg.config not in CPU_CONFIGS:
+        raise ValueError(
+            f"launch.config={cfg.config}: DeepSpeed and FSDP need CUDA devices; on a CPU use ddp"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(cfg: Any, overrides: list[str], output_dir: str, cuda: bool) -> list[str]:
+    """``accelerate launch ... -m ablate train OVERRIDES output_dir=DIR``: the ranks share one directory."""
+    launch = cfg.launch
+    port = launch.main_port or free_port()
+    args = ["--config_file", str(config_file(launch.config)), "--num_processes", str(launch.processes)]
+    args += ["--num_machines", "1", "--main_process_port", str(port)]
+    if not cuda:
+        args += ["--mixed_precision", "no"]
+    kept = [o for o in overrides if not o.lstrip("+").startswith("output_dir=")]
+    return [sys.executable, "-m", "accelerate.commands.launch", *args, "-m", "ablate", "train", *kept,
+            f"output_dir={output_dir}"]  # fmt: skip
+
+
+def relaunch(cfg: Any, overrides: list[str]) -> int:
+    """Run this ``ablate train`` as ``launch.processes`` ranks; their exit code (the first failing rank's)."""
+    import torch
+    from hydra.utils import instantiate
+
+    cuda = torch.cuda.is_available()
+    check(cfg.launch, cuda)
+    model = instantiate(cfg.model, _convert_="all")
+    if hasattr(model, "checkpoint"):  # a model built here (tiny, a warm start): built once, before the ranks
+        model.checkpoint()
+    env = os.environ | {LAUNCHED: "1"}
+    if not cuda:
+        env["ACCELERATE_USE_CPU"] = "true"  # gloo on the CPU
+    cmd = command(cfg, overrides, str(Path(cfg.output_dir).resolve()), cuda)
+    print(f"ablate train: {cfg.launch.processes} processes ({cfg.launch.config}) under accelerate launch")
+    return subprocess.run(cmd, env=env).returncode
+
+
+def launched() -> bool:
+    """True inside a rank that ``relaunch`` (or any torch.distributed launcher) started."""
+    return LAUNCHED in os.environ or "LOCAL_RANK" in os.environ
+
+
+def shard(items: Any) -> Any:
+    """This rank's share of a table or list: every ``world_size()``-th row from its rank."""
+    size = world_size()
+    if size == 1:
+        return items
+    return items.iloc[rank() :: size] if hasattr(items, "iloc") else items[rank() :: size]
+
+
+def merge(part: Any) -> list[Any]:
+    """Every rank's ``part``, in rank order (all ranks must call it); ``[part]`` with one process."""
+    if world_size() == 1:
+        return [part]
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * world_size()
+    dist.all_gather_object(parts, part)
+    return parts
+
+
+def gathered(part: Any, ids: Any) -> Any:
+    """Every rank's rows of the table ``part`` (``shard`` of a table with an ``id`` column), merged in
+    the order of ``ids``; rows of one id keep their order (all ranks must call it)."""
+    if world_size() == 1:
+        return part
+    import pandas as pd
+
+    table = pd.concat(merge(part), ignore_index=True)
+    position = {q: i for i, q in enumerate(ids)}
+    return table.iloc[table["id"].map(position).argsort(kind="stable")].reset_index(drop=True)

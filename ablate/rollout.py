@@ -1,0 +1,71 @@
+"""Where a run's training completions come from (``rollout=hf|vllm|vllm_server``): TRL's settings.
+
+``hf`` generates with transformers in the training processes (TRL's default, any device).
+``vllm`` runs a vLLM engine inside each training process, sharing its GPU (TRL's colocate mode);
+``vllm_server`` sends the prompts to a ``trl vllm-serve`` process on other GPUs. The trainer, the
+loss and the diagnostics are the same whichever it is; only the sampler of the completions changes.
+
+>>> HFRollout().trl_args()
+{'use_vllm': False}
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class HFRollout:
+    """Completions from transformers' ``generate`` in the training processes."""
+
+    def trl_args(self) -> dict[str, Any]:
+        """TRL's config keys for this rollout."""
+        return {"use_vllm": False}
+
+
+@dataclass
+class VLLMRollout:
+    """Completions from vLLM colocated in each training process (TRL's ``vllm_mode="colocate"``)."""
+
+    gpu_memory_utilization: float = 0.3  # the share of each GPU vLLM may take (the rest trains)
+    tensor_parallel_size: int = 1  # GPUs one vLLM engine spans
+    enable_sleep_mode: bool = False  # offload vLLM's weights and cache while the policy trains
+    max_model_length: int | None = None  # vLLM's context length (None: the model's)
+
+    def __post_init__(self) -> None:
+        if importlib.util.find_spec("vllm") is None:
+            raise ValueError(
+                "rollout: vLLM is not installed (on a CUDA machine: pip install -e '.[gpu]'); use rollout=hf"
+            )
+
+    def trl_args(self) -> dict[str, Any]:
+        return {
+            "use_vllm": True,
+            "vllm_mode": "colocate",
+            "vllm_gpu_memory_utilization": self.gpu_memory_utilization,
+            "vllm_tensor_parallel_size": self.tensor_parallel_size,
+            "vllm_enable_sleep_mode": self.enable_sleep_mode,
+            "vllm_max_model_length": self.max_model_length,
+        }
+
+
+@dataclass
+class VLLMServerRollout(VLLMRollout):
+    """Completions from a ``trl vllm-serve`` server (TRL's ``vllm_mode="server"``) on other GPUs."""
+
+    base_url: str | None = None  # http://host:port of the server (None: host and port)
+    host: str = "0.0.0.0"
+    port: int = 8000
+    timeout_s: float = 240.0  # how long to wait for the server to come up
+
+    def trl_args(self) -> dict[str, Any]:
+        return {
+            "use_vllm": True,
+            "vllm_mode": "server",
+            "vllm_server_base_url": self.base_url,
+            "vllm_server_host": self.host,
+            "vllm_server_port": self.port,
+            "vllm_server_timeout": self.timeout_s,
+        }
