@@ -11,6 +11,7 @@ MLflow; evaluation is split across the ranks and merged (``shard``, ``merge``).
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -110,9 +111,30 @@ def relaunch(cfg: Any, overrides: list[str]) -> int:
     env = os.environ | {LAUNCHED: "1"}
     if not cuda:
         env["ACCELERATE_USE_CPU"] = "true"  # gloo on the CPU
-    cmd = command(cfg, overrides, str(Path(cfg.output_dir).resolve()), cuda)
+    output_dir = str(Path(cfg.output_dir).resolve())
     print(f"ablate train: {cfg.launch.processes} processes ({cfg.launch.config}) under accelerate launch")
-    return subprocess.run(cmd, env=env).returncode
+    code = subprocess.run(command(cfg, overrides, output_dir, cuda), env=env).returncode
+    if code != 0:  # a rank killed outright leaves rank 0's run RUNNING: end it as what it was
+        from ablate.tracking import fail_left_running
+
+        reason = f"a rank of this {cfg.launch.processes}-process run failed (launcher exit code {code})"
+        fail_left_running(instantiate(cfg.tracking), output_dir, reason)
+    return code
+
+
+class RankStopped(RuntimeError):
+    """The launcher stopped this rank, because another rank of the run failed."""
+
+
+def fail_on_sigterm() -> None:
+    """Turn the launcher's SIGTERM into an exception, so this rank's run ends FAILED with a reason
+    (rank 0's MLflow run would otherwise stay RUNNING when another rank dies)."""
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the run's own ending must not be cut short
+        raise RankStopped("stopped by the launcher (SIGTERM): another rank of this run failed")
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def launched() -> bool:

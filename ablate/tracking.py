@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
 from ablate.connect import check_reachable, is_server, redact
-from ablate.names import CONFIG_FILE, SHARED_VIEW_PREFIX, TAG_ERROR
+from ablate.names import CONFIG_FILE, SHARED_VIEW_PREFIX, TAG_ERROR, TAG_OUTPUT_DIR
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +258,22 @@ class TrackedRun:
                 default = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
                 mlflow.set_tag(getattr(exc, "mlflow_tag", TAG_ERROR), f"{exc_type.__name__}: {exc}"[:5000])
                 mlflow.end_run(status=getattr(exc, "mlflow_status", default))
+
+
+def fail_left_running(cfg: TrackingConfig, output_dir: str, reason: str) -> list[str]:
+    """End as FAILED, with ``reason``, the runs of ``output_dir`` still RUNNING (a run whose process was
+    killed before it could end its run: a rank of a multi-process run). Their ids."""
+    client = mlflow.MlflowClient(cfg.uri)
+    experiment = client.get_experiment_by_name(cfg.experiment)
+    if experiment is None:
+        return []
+    where = f"tags.{TAG_OUTPUT_DIR} = '{output_dir}' and attributes.status = 'RUNNING'"
+    ended = []
+    for run in client.search_runs([experiment.experiment_id], where):
+        client.set_tag(run.info.run_id, TAG_ERROR, reason)
+        client.set_terminated(run.info.run_id, status="FAILED")
+        ended.append(run.info.run_id)
+    return ended
 
 
 class StepMetrics(TrainerCallback):

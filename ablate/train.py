@@ -358,6 +358,8 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     """
     hooks = hooks or RunHooks()
     quiet_library_warnings()
+    if launch.world_size() > 1:
+        launch.fail_on_sigterm()
     for group in TRAIN_GROUPS:
         check_targets(cfg[group], group)
     check_settings(cfg)

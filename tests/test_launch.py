@@ -5,9 +5,11 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -149,3 +151,36 @@ def test_micro_batches_accumulate_to_the_step_s_batch(tmp_path):
     assert args.max_steps == 5  # ceil(2 x 20 questions / 8 prompts a step)
     with pytest.raises(ValueError, match=r"micro_batch_size=6 must divide .* = 32"):
         check_settings(compose_train("batch_size=32", "micro_batch_size=6"))
+
+
+def _rank_of(pid: int) -> str | None:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return next((e.decode()[5:] for e in env if e.startswith(b"RANK=")), None)
+
+
+@pytest.mark.slow
+def test_a_rank_killed_fails_the_run_and_the_other_rank_goes(tmp_path):
+    import signal
+    import time
+
+    run = [sys.executable, "-m", "ablate", "train", "launch.processes=2", "steps=200", "batch_size=8",
+           "eval_limit=16", "max_completion_length=16", "console_every=1",
+           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"output_dir={tmp_path}/run"]  # fmt: skip
+    log = open(tmp_path / "out.log", "w")  # noqa: SIM115 (the process writes it)
+    proc = subprocess.Popen(run, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    deadline = time.monotonic() + 600
+    while "step 3/200" not in (tmp_path / "out.log").read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "out.log").read_text()[-3000:]
+        time.sleep(1)
+    ranks = {_rank_of(p.pid): p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+    os.kill(ranks["1"], signal.SIGKILL)
+    assert proc.wait(timeout=300) != 0
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        (status,) = db.execute("select status from runs").fetchall()
+        errors = db.execute("select value from tags where key = 'error'").fetchall()
+    assert status == ("FAILED",) and errors  # rank 0's run ends FAILED, with the reason
+    time.sleep(2)
+    assert _rank_of(ranks["0"]) is None  # the other rank is gone too
