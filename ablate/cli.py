@@ -8,7 +8,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ablate.config import CONF_DIR
 
@@ -71,13 +71,27 @@ def train(argv: list[str]) -> None:
         with user_errors("ablate train", debug, Path(cfg.output_dir)):
             check_reachable(cfg.tracking.uri, cfg.tracking.connect_timeout_s)  # before the heavy imports
             if cfg.launch.processes > 1 and not launch.launched():
-                sys.exit(launch.relaunch(cfg, argv))  # the ranks run this same command
+                sys.exit(ranks(cfg, argv))  # the ranks run this same command
             from ablate.train import run
 
             return run(cfg)["h_acc"]
 
     sys.argv = ["ablate train", *argv]  # Hydra reads its overrides from sys.argv
     _main()
+
+
+def ranks(cfg: Any, argv: list[str]) -> int:
+    """``ablate train`` as ``launch.processes`` ranks; a run a killed rank left RUNNING ends FAILED."""
+    from hydra.utils import instantiate
+
+    from ablate import launch
+    from ablate.tracking import fail_left_running
+
+    code = launch.relaunch(cfg, argv)
+    if code != 0:
+        reason = f"a rank of this {cfg.launch.processes}-process run failed (launcher exit code {code})"
+        fail_left_running(instantiate(cfg.tracking), str(Path(cfg.output_dir).resolve()), reason)
+    return code
 
 
 def evaluate(argv: list[str]) -> None:

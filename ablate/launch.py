@@ -99,7 +99,7 @@ def command(cfg: Any, overrides: list[str], output_dir: str, cuda: bool) -> list
 
 
 def relaunch(cfg: Any, overrides: list[str]) -> int:
-    """Run this ``ablate train`` as ``launch.processes`` ranks; their exit code (the first failing rank's)."""
+    """Run this ``ablate train`` as ``launch.processes`` ranks in one directory; the launcher's exit code."""
     import torch
     from hydra.utils import instantiate
 
@@ -113,13 +113,7 @@ def relaunch(cfg: Any, overrides: list[str]) -> int:
         env["ACCELERATE_USE_CPU"] = "true"  # gloo on the CPU
     output_dir = str(Path(cfg.output_dir).resolve())
     print(f"ablate train: {cfg.launch.processes} processes ({cfg.launch.config}) under accelerate launch")
-    code = subprocess.run(command(cfg, overrides, output_dir, cuda), env=env).returncode
-    if code != 0:  # a rank killed outright leaves rank 0's run RUNNING: end it as what it was
-        from ablate.tracking import fail_left_running
-
-        reason = f"a rank of this {cfg.launch.processes}-process run failed (launcher exit code {code})"
-        fail_left_running(instantiate(cfg.tracking), output_dir, reason)
-    return code
+    return subprocess.run(command(cfg, overrides, output_dir, cuda), env=env).returncode
 
 
 class RankStopped(RuntimeError):

@@ -358,6 +358,11 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     """
     hooks = hooks or RunHooks()
     quiet_library_warnings()
+    if cfg.launch.processes != launch.world_size():
+        raise ValueError(
+            f"launch.processes={cfg.launch.processes}, but this run has {launch.world_size()} process(es): "
+            "start it with `ablate train`, which launches the ranks (an `ablate sweep` trial is one process)"
+        )
     if launch.world_size() > 1:
         launch.fail_on_sigterm()
     for group in TRAIN_GROUPS:

@@ -184,3 +184,11 @@ def test_a_rank_killed_fails_the_run_and_the_other_rank_goes(tmp_path):
     assert status == ("FAILED",) and errors  # rank 0's run ends FAILED, with the reason
     time.sleep(2)
     assert _rank_of(ranks["0"]) is None  # the other rank is gone too
+
+
+def test_a_run_that_was_not_launched_as_its_ranks_says_so(tmp_path):
+    from ablate.train import run
+
+    with pytest.raises(ValueError, match=r"launch\.processes=2, but this run has 1 process"):
+        run(compose_train("launch.processes=2", f"output_dir={tmp_path}/run"))
+    assert not (tmp_path / "run").exists()
