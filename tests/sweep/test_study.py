@@ -85,6 +85,12 @@ def test_bad_train_override_fails_before_training():
         check_configs(cfg, grid_cells(cfg))
 
 
+def test_a_multi_process_trial_is_refused_before_training():
+    cfg = load_study("quickstart", train_overrides=["launch.processes=2"])
+    with pytest.raises(ValueError, match=r"launch\.processes=2: a sweep trial runs as one process"):
+        check_configs(cfg, grid_cells(cfg))
+
+
 def test_override_format():
     assert override("reward", "rlev") == "reward=rlev"
     assert override("reward.alpha", 2.5) == "reward.alpha=2.5"
