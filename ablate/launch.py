@@ -136,12 +136,9 @@ def launched() -> bool:
     return LAUNCHED in os.environ or "LOCAL_RANK" in os.environ
 
 
-def shard(items: Any) -> Any:
-    """This rank's share of a table or list: every ``world_size()``-th row from its rank."""
-    size = world_size()
-    if size == 1:
-        return items
-    return items.iloc[rank() :: size] if hasattr(items, "iloc") else items[rank() :: size]
+def shard(table: Any) -> Any:
+    """This rank's share of a table: every ``world_size()``-th row from its rank."""
+    return table if world_size() == 1 else table.iloc[rank() :: world_size()]
 
 
 def merge(part: Any) -> list[Any]:

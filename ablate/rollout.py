@@ -26,19 +26,24 @@ class HFRollout:
 
 
 @dataclass
-class VLLMRollout:
-    """Completions from vLLM colocated in each training process (TRL's ``vllm_mode="colocate"``)."""
-
-    gpu_memory_utilization: float = 0.3  # the share of each GPU vLLM may take (the rest trains)
-    tensor_parallel_size: int = 1  # GPUs one vLLM engine spans
-    enable_sleep_mode: bool = False  # offload vLLM's weights and cache while the policy trains
-    max_model_length: int | None = None  # vLLM's context length (None: the model's)
+class NeedsVLLM:
+    """A rollout by vLLM: refused, in one line, where vLLM is not installed."""
 
     def __post_init__(self) -> None:
         if importlib.util.find_spec("vllm") is None:
             raise ValueError(
                 "rollout: vLLM is not installed (on a CUDA machine: pip install -e '.[gpu]'); use rollout=hf"
             )
+
+
+@dataclass
+class VLLMRollout(NeedsVLLM):
+    """Completions from vLLM colocated in each training process (TRL's ``vllm_mode="colocate"``)."""
+
+    gpu_memory_utilization: float = 0.3  # the share of each GPU vLLM may take (the rest trains)
+    tensor_parallel_size: int = 1  # GPUs one vLLM engine spans
+    enable_sleep_mode: bool = False  # offload vLLM's weights and cache while the policy trains
+    max_model_length: int | None = None  # vLLM's context length (None: the model's)
 
     def trl_args(self) -> dict[str, Any]:
         return {
@@ -52,7 +57,7 @@ class VLLMRollout:
 
 
 @dataclass
-class VLLMServerRollout(VLLMRollout):
+class VLLMServerRollout(NeedsVLLM):
     """Completions from a ``trl vllm-serve`` server (TRL's ``vllm_mode="server"``) on other GPUs."""
 
     base_url: str | None = None  # http://host:port of the server (None: host and port)

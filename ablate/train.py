@@ -119,7 +119,7 @@ def training_args(cfg: DictConfig, output_dir: Path, train_questions: int | None
     """
     check_settings(cfg)
     make_args = instantiate(cfg.algo.args)
-    share = cfg.batch_size // launch.world_size()
+    share = cfg.batch_size // cfg.launch.processes  # run() checks the ranks are that many
     micro = cfg.micro_batch_size or share
     return make_args(
         output_dir=str(output_dir / "trainer"),
@@ -303,9 +303,10 @@ def device_of(trainer: Any) -> str:
 def fit(trainer: Any, evaluator: Evaluator, tracked: TrackedRun, console_every: int) -> None:
     """Train, sending TRL's per-step metrics to MLflow; a run that raises keeps every step it logged."""
     step_metrics = StepMetrics(tracked, tracked.cfg.flush_every_s)
-    if tracked.active:  # rank 0 of a multi-process run; TRL's logged metrics are gathered over ranks
+    main = launch.is_main()  # rank 0 of a multi-process run; TRL's logged metrics are gathered over ranks
+    if main:
         trainer.add_callback(step_metrics)
-    Console.replace_printer(trainer, Console(console_every) if tracked.active else None)
+    Console.replace_printer(trainer, Console(console_every) if main else None)
     trainer.add_callback(evaluator)
     try:
         trainer.train()
@@ -323,7 +324,7 @@ def write_outputs(
     output_dir = Path(cfg.output_dir)
     predictions, summary, buckets = evaluator.evaluate(trainer.model, trainer.state.global_step)
     stops = evaluator.write_stops(trainer.model) if cfg.diagnostics.stops else None
-    if not tracked.active:
+    if not launch.is_main():
         return summary, buckets
     history = pd.DataFrame([h for h in trainer.state.log_history if "loss" in h])
     history.to_csv(output_dir / TRAIN_LOG, index=False)

@@ -70,7 +70,7 @@ def _ranks(rank: int, port: int, tokens: dict, out: str) -> None:
         half = {k: [v[rank::2]] for k, v in tokens.items()}  # each rank saw every other token
         stats.step_tokens.update(half)
         with open(f"{out}.{rank}", "w") as f:
-            json.dump({"merged": merged.to_dict("list"), "eos": stats.step_metrics(world=2)}, f)
+            json.dump({"merged": merged.to_dict("list"), "eos": stats.step_metrics()}, f)
     finally:
         dist.destroy_process_group()
 

@@ -111,9 +111,10 @@ class EOSGradients:
             self.step_tokens["pos"].append(pos[mask].cpu().numpy())
         self.pending.clear()
 
-    def step_metrics(self, world: int = 1) -> dict[str, float]:
+    def step_metrics(self) -> dict[str, float]:
         """``eos/grad_top20``, ``eos/grad_abs_bottom20_terminal``, ``eos/prob_middle``, ... for one step,
-        over the tokens of all ``world`` ranks of a multi-process run (every rank must call it)."""
+        over the tokens of every rank of a multi-process run (every rank must call it)."""
+        world = launch.world_size()
         if world == 1 and not self.step_tokens:
             return {}
         cols = {k: np.concatenate(self.step_tokens.get(k, [np.zeros(0)])) for k in TOKEN_COLUMNS}

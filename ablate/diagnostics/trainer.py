@@ -69,7 +69,7 @@ class EOSDiagnosticsMixin:
         out = super().training_step(model, inputs, num_items_in_batch)
         self.eos_stats.after_backward()
         if self._step % self.current_gradient_accumulation_steps == 0:
-            for name, value in self.eos_stats.step_metrics(self.accelerator.num_processes).items():
+            for name, value in self.eos_stats.step_metrics().items():
                 self._metrics["train"][name].append(value)
         return out
 

@@ -73,11 +73,13 @@ log = logging.getLogger(__name__)
 def check_configs(cfg: DictConfig, cells: list[dict[str, Any]]) -> DictConfig:
     """Compose every grid cell's train config now, so a bad override fails before any training."""
     base = compose(list(cfg.overrides))
-    for cell in cells or [{}]:
+    trials = [base]
+    for cell in cells:
         try:
-            trial = compose([*cfg.overrides, *(override(k, v) for k, v in cell.items())])
+            trials.append(compose([*cfg.overrides, *(override(k, v) for k, v in cell.items())]))
         except Exception as err:
             raise ValueError(f"study {cfg.sweep.name}: grid cell {cell}: {err}") from None
+    for trial in trials:
         if trial.launch.processes != 1:  # a trial is train.run in one worker process
             raise ValueError(
                 f"study {cfg.sweep.name}: launch.processes={trial.launch.processes}: a sweep trial runs as "
