@@ -85,35 +85,49 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def command(cfg: Any, overrides: list[str], output_dir: str, cuda: bool) -> list[str]:
-    """``accelerate launch ... -m ablate train OVERRIDES output_dir=DIR``: the ranks share one directory."""
-    launch = cfg.launch
+def launcher(launch: Any, cuda: bool) -> list[str]:
+    """``python -m accelerate.commands.launch ARGS``: ``launch.processes`` ranks on this machine."""
     port = launch.main_port or free_port()
     args = ["--config_file", str(config_file(launch.config)), "--num_processes", str(launch.processes)]
     args += ["--num_machines", "1", "--main_process_port", str(port)]
     if not cuda:
         args += ["--mixed_precision", "no"]
+    return [sys.executable, "-m", "accelerate.commands.launch", *args]
+
+
+def command(cfg: Any, overrides: list[str], output_dir: str, cuda: bool) -> list[str]:
+    """``accelerate launch ... -m ablate train OVERRIDES output_dir=DIR``: the ranks share one directory."""
     kept = [o for o in overrides if not o.lstrip("+").startswith("output_dir=")]
-    return [sys.executable, "-m", "accelerate.commands.launch", *args, "-m", "ablate", "train", *kept,
-            f"output_dir={output_dir}"]  # fmt: skip
+    return [*launcher(cfg.launch, cuda), "-m", "ablate", "train", *kept, f"output_dir={output_dir}"]
+
+
+def rank_env(cuda: bool) -> dict[str, str]:
+    """The ranks' environment: marked as launched (they must not launch again), gloo on a CPU."""
+    env = os.environ | {LAUNCHED: "1"}
+    if not cuda:
+        env["ACCELERATE_USE_CPU"] = "true"
+    return env
+
+
+def build_model(cfg: Any) -> None:
+    """A model built here (tiny, a warm start) is built once, before the ranks start."""
+    from hydra.utils import instantiate
+
+    model = instantiate(cfg.model, _convert_="all")
+    if hasattr(model, "checkpoint"):
+        model.checkpoint()
 
 
 def relaunch(cfg: Any, overrides: list[str]) -> int:
     """Run this ``ablate train`` as ``launch.processes`` ranks in one directory; the launcher's exit code."""
     import torch
-    from hydra.utils import instantiate
 
     cuda = torch.cuda.is_available()
     check(cfg.launch, cuda)
-    model = instantiate(cfg.model, _convert_="all")
-    if hasattr(model, "checkpoint"):  # a model built here (tiny, a warm start): built once, before the ranks
-        model.checkpoint()
-    env = os.environ | {LAUNCHED: "1"}
-    if not cuda:
-        env["ACCELERATE_USE_CPU"] = "true"  # gloo on the CPU
+    build_model(cfg)
     output_dir = str(Path(cfg.output_dir).resolve())
     print(f"ablate train: {cfg.launch.processes} processes ({cfg.launch.config}) under accelerate launch")
-    return subprocess.run(command(cfg, overrides, output_dir, cuda), env=env).returncode
+    return subprocess.run(command(cfg, overrides, output_dir, cuda), env=rank_env(cuda)).returncode
 
 
 class RankStopped(RuntimeError):

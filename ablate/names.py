@@ -83,6 +83,7 @@ STOPS_FILE = "stops.csv"  # pi(stop) after each answer line, at start and end (d
 RESULTS_CSV = "results.csv"  # a study's result table, on its parent run
 RESULTS_TXT = "results.txt"
 RESULTS_TABLE = "results.json"  # the same table as an MLflow table (mlflow.log_table), which the UI renders
+TRIAL_OUTCOME = "trial_outcome.json"  # rank 0 of a multi-process trial to its worker: what to tell Optuna
 
 # --- Optuna: a trial's user attributes, and a study's
 ATTR_WORKER = "worker"  # host:pid of the process running the trial

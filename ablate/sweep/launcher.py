@@ -24,6 +24,7 @@ from mlflow.entities import Param
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from ablate import launch
 from ablate.config import compose
 from ablate.connect import redact
 from ablate.names import (
@@ -45,7 +46,7 @@ from ablate.names import (
     TAG_ROLE,
     TAG_STUDY,
 )
-from ablate.sweep.pool import WorkerPool
+from ablate.sweep.pool import WorkerPool, visible_gpus, worker_env
 from ablate.sweep.results import complete, describe, format_table, results_table, summary_metrics
 from ablate.sweep.storage import (
     DONE,
@@ -56,7 +57,7 @@ from ablate.sweep.storage import (
     open_study,
     stored_attr,
 )
-from ablate.sweep.study import cell_key, cell_of, grid_cells, override
+from ablate.sweep.study import cell_key, cell_of, grid_cells, trial_overrides
 from ablate.tracking import (
     TrackingConfig,
     column,
@@ -73,18 +74,23 @@ log = logging.getLogger(__name__)
 def check_configs(cfg: DictConfig, cells: list[dict[str, Any]]) -> DictConfig:
     """Compose every grid cell's train config now, so a bad override fails before any training."""
     base = compose(list(cfg.overrides))
-    trials = [base]
+    devices = cfg.sweep.devices_per_trial
+    if base.launch.processes not in (1, devices):
+        raise ValueError(
+            f"study {cfg.sweep.name}: launch.processes={base.launch.processes} with sweep.devices_per_trial="
+            f"{devices}: a trial has one process per device; set sweep.devices_per_trial instead"
+        )
+    trials = [compose(trial_overrides(cfg, {}))]
     for cell in cells:
         try:
-            trials.append(compose([*cfg.overrides, *(override(k, v) for k, v in cell.items())]))
+            trials.append(compose(trial_overrides(cfg, cell)))
         except Exception as err:
             raise ValueError(f"study {cfg.sweep.name}: grid cell {cell}: {err}") from None
-    for trial in trials:
-        if trial.launch.processes != 1:  # a trial is train.run in one worker process
-            raise ValueError(
-                f"study {cfg.sweep.name}: launch.processes={trial.launch.processes}: a sweep trial runs as "
-                "one process; train multi-process runs with `ablate train` (README: One run on several GPUs)"
-            )
+    if devices > 1:
+        gpus = visible_gpus(cfg.sweep.gpus)
+        worker_env(0, cfg.sweep.workers, gpus, devices)  # more devices per trial than GPUs: said now
+        for trial in trials:
+            launch.check(trial.launch, cuda=bool(gpus))
     return base
 
 

@@ -30,17 +30,27 @@ from ablate.sweep.storage import DONE, LIVE, RetryAndMarkRun, retrying, worker_i
 from ablate.sweep.study import grid_cells
 
 
-def worker_env(slot: int, workers: int, gpus: list[int] | None) -> dict[str, str]:
-    """One GPU per trial process when there are GPUs; else CPU threads shared between the workers."""
-    env = dict(os.environ)
-    if gpus is None:
-        import torch
+def visible_gpus(gpus: list[int] | None) -> list[int]:
+    """``sweep.gpus``, or every GPU this machine shows when it is None."""
+    if gpus is not None:
+        return list(gpus)
+    import torch
 
-        gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def worker_env(slot: int, workers: int, gpus: list[int] | None, devices: int = 1) -> dict[str, str]:
+    """``devices`` GPUs per trial process when there are GPUs (whole groups, slots beyond them share
+    one again); else the CPU threads shared between the workers' processes."""
+    env = dict(os.environ)
+    gpus = visible_gpus(gpus)
     if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = str(gpus[slot % len(gpus)])
+        if devices > len(gpus):
+            raise ValueError(f"sweep.devices_per_trial={devices}, but only {len(gpus)} GPU(s): {gpus}")
+        group = slot % (len(gpus) // devices)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus[group * devices : (group + 1) * devices]))
     elif "OMP_NUM_THREADS" not in env:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // (workers * devices)))
     return env
 
 
@@ -74,7 +84,7 @@ class WorkerPool:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ablate.sweep.trial"],
                 stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,
-                env=worker_env(slot, self.cfg.sweep.workers, self.gpus),
+                env=worker_env(slot, self.cfg.sweep.workers, self.gpus, self.cfg.sweep.devices_per_trial),
             )  # fmt: skip
         proc.stdin.write(json.dumps(self.spec))  # on stdin: storage URLs may hold passwords
         proc.stdin.close()

@@ -87,6 +87,13 @@ def default_storage_url(tracking_uri: str) -> str:
     return "sqlite:///optuna.db"
 
 
+def retry_failed(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int) -> None:
+    """Queue a failed trial's cell again (at most ``max_retry`` times), as Optuna retries a dead one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
+
+
 class RetryAndMarkRun(RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a dead trial, plus its MLflow run marked FAILED (it would stay RUNNING)."""
 

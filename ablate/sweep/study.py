@@ -51,7 +51,9 @@ class SweepConfig:
     grace_s: int | None = None  # silent this long: the trial is failed, retried (None: 3 x heartbeat_s)
     max_retry: int = 3  # retries of a trial whose worker died (killed, lost machine)
     poll_s: float = 1.0  # how often the launcher looks at the storage
-    gpus: list[int] | None = None  # GPUs to pin trials to, one each (None: all visible; [] : none)
+    gpus: list[int] | None = None  # GPUs to pin trials to (None: all visible; [] : none)
+    # devices (and processes: `launch.processes`) of one trial; >1 runs it under accelerate launch
+    devices_per_trial: int = 1
     progress: bool = True  # Optuna-style progress bar on the terminal
 
 
@@ -132,6 +134,8 @@ def check(cfg: DictConfig, path: Path) -> None:
                 )
     if cfg.pruner is not None and len(cfg.objectives) > 1:
         raise ValueError(f"{path}: pruner: Optuna cannot prune a multi-objective study")
+    if cfg.sweep.devices_per_trial < 1:
+        raise ValueError(f"sweep.devices_per_trial={cfg.sweep.devices_per_trial}: needs at least 1")
     nodes = {"sampler": cfg.sampler, "pruner": cfg.pruner} | {f"space.{k}": v for k, v in cfg.space.items()}
     for key, node in nodes.items():
         if node is None:
@@ -188,6 +192,13 @@ def short_name(params: dict[str, Any]) -> str:
         else:
             parts.append(f"{SHORT.get(name, name)}={text}")
     return " ".join(parts)
+
+
+def trial_overrides(cfg: Any, params: dict[str, Any]) -> list[str]:
+    """A trial's ``ablate train`` overrides: the study's, one process per device, then its cell's."""
+    processes = cfg.sweep.devices_per_trial
+    launch = [f"launch.processes={processes}"] if processes > 1 else []
+    return [*cfg.overrides, *launch, *(override(k, v) for k, v in params.items())]
 
 
 def override(key: str, value: Any) -> str:

@@ -15,13 +15,14 @@ import logging
 import math
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from ablate import launch
 from ablate.config import compose_with_choices
 from ablate.names import (
     ATTR_DUPLICATE_OF,
@@ -44,11 +45,15 @@ from ablate.sweep.storage import (
     RetryAndMarkRun,
     get_storage,
     open_study,
+    retry_failed,
     retrying,
     suggest,
     worker_ident,
 )
-from ablate.sweep.study import StudyConfig, cell_key, cell_of, override, short_name
+from ablate.sweep.study import StudyConfig, cell_key, cell_of, short_name, trial_overrides
+
+if TYPE_CHECKING:
+    from ablate.train import RunHooks
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,11 @@ class PrunedTrial(optuna.TrialPruned):
 
     mlflow_status = "KILLED"
     mlflow_tag = TAG_PRUNED
+
+
+class RankLost(RuntimeError):
+    """A rank of a multi-process trial died or was stopped: the trial fails and its cell is queued
+    again, as a trial whose worker died is."""
 
 
 class DuplicateCell(RuntimeError):
@@ -122,25 +132,35 @@ class Objective:
 
     def train(self, trial: optuna.Trial, params: dict[str, Any]) -> dict[str, float]:
         """Compose the trial's ablate train config and run it as a child of the study's MLflow run."""
-        from ablate.train import RunHooks, run
+        from ablate.train import run
 
         output_dir = f"{self.spec['dir']}/{run_name(trial.number, params)}"
         retrying(lambda: trial.set_user_attr(ATTR_OUTPUT_DIR, output_dir))
-        overrides = [*self.cfg.overrides, *(override(k, v) for k, v in params.items())]
-        cfg, choices = compose_with_choices(
-            [*overrides, f"output_dir='{output_dir}'"]
-        )  # quoted: '=' in names
+        overrides = [*trial_overrides(self.cfg, params), f"output_dir='{output_dir}'"]  # quoted: '=' in names
+        if self.cfg.sweep.devices_per_trial > 1:
+            from ablate.sweep.ranks import train_ranks
+
+            return train_ranks(self, trial, params, overrides)
+        cfg, choices = compose_with_choices(overrides)
+        return run(cfg, self.hooks(trial, params, choices))
+
+    def hooks(self, trial: optuna.Trial | None, params: dict[str, Any], choices: dict[str, str]) -> RunHooks:
+        """What the trial adds to its run. ``trial`` is None on a multi-process trial's ranks but 0:
+        rank 0 alone talks to Optuna."""
+        from ablate.train import RunHooks
+
         name = self.cfg.sweep.name
-        tags = {TAG_STUDY: name, TAG_OPTUNA_STUDY: name, TAG_TRIAL_NUMBER: trial.number, TAG_ROLE: ROLE_TRIAL}
-        hooks = RunHooks(
+        tags = {TAG_STUDY: name, TAG_OPTUNA_STUDY: name, TAG_ROLE: ROLE_TRIAL}
+        if trial is not None:
+            tags[TAG_TRIAL_NUMBER] = trial.number
+        return RunHooks(
             choices=choices,
             run_name=short_name(params),
             parent_run_id=self.spec["parent_run_id"],
             tags=tags,
-            on_start=lambda run_id: self.started(trial, run_id),
+            on_start=None if trial is None else lambda run_id: self.started(trial, run_id),
             on_eval=self.reporter(trial) if len(self.cfg.objectives) == 1 else None,
         )
-        return run(cfg, hooks)
 
     def started(self, trial: optuna.Trial, run_id: str) -> None:
         """The trial's MLflow run in its user attributes and in its note on the dashboard."""
@@ -154,15 +174,18 @@ class Objective:
         retrying(lambda: trial.set_user_attr(ATTR_MLFLOW_URL, url))
         retrying(lambda: save_note(trial, f"MLflow run [{short_name(trial.params)}]({url})"))
 
-    def reporter(self, trial: optuna.Trial):
+    def reporter(self, trial: optuna.Trial | None):
         metric = self.cfg.objectives[0].metric
 
         def on_eval(step: int, summary: dict[str, float]) -> None:
-            if not math.isfinite(summary[metric]):
-                return
-            retrying(lambda: trial.report(summary[metric], step))
-            if retrying(trial.should_prune):
-                raise PrunedTrial(f"pruned at step {step} ({metric}={summary[metric]:.3f})")
+            verdict = None
+            if trial is not None and math.isfinite(summary[metric]):
+                retrying(lambda: trial.report(summary[metric], step))
+                if retrying(trial.should_prune):
+                    verdict = f"pruned at step {step} ({metric}={summary[metric]:.3f})"
+            verdict = launch.merge(verdict)[0]  # rank 0 decides for every rank of the trial
+            if verdict:
+                raise PrunedTrial(verdict)
 
         return on_eval
 
@@ -192,6 +215,9 @@ def main() -> None:
         last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ATTR_WORKER) == mine]
         if last:
             print(f"trial {last[-1].number}: {last[-1].state.name}", flush=True)
+            lost = last[-1].user_attrs.get(ATTR_ERROR, "").startswith(RankLost.__name__)
+            if last[-1].state == TrialState.FAIL and lost:
+                retrying(lambda t=last[-1]: retry_failed(study, t, study_cfg.sweep.max_retry))
 
 
 if __name__ == "__main__":
