@@ -69,11 +69,15 @@ class PrefilledCacheMixin:
             model_kwargs["cache"] = Cache(layers=[PrefilledLayer(max_length) for _ in cache.layers])
 
 
-def with_prefilled_cache(model: Any) -> Any:
-    """The same model, its class (same name) extended by ``PrefilledCacheMixin``."""
+def with_generation_mixins(model: Any) -> Any:
+    """The same model, its class (same name) extended by ``PrefilledCacheMixin`` and
+    ``RowSamplingMixin`` (``ablate.sampling``: no change outside ``sampled_by_rows``)."""
+    from ablate.sampling import RowSamplingMixin
+
     cls = type(model)
     if not issubclass(cls, PrefilledCacheMixin):
-        model.__class__ = type(cls.__name__, (PrefilledCacheMixin, cls), {"__module__": cls.__module__})
+        bases = (PrefilledCacheMixin, RowSamplingMixin, cls)
+        model.__class__ = type(cls.__name__, bases, {"__module__": cls.__module__})
     return model
 
 

@@ -31,7 +31,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from ablate.generation import with_prefilled_cache
+from ablate.generation import with_generation_mixins
 
 EOS, PAD, UNK = "<|endoftext|>", "<|pad|>", "<|unk|>"
 PLAIN_TOKENIZERS = ("PreTrainedTokenizerFast", "TokenizersBackend")
@@ -151,7 +151,7 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(
         cfg.name_or_path, trust_remote_code=cfg.trust_remote_code, **kwargs
     )
-    return with_prefilled_cache(model), load_tokenizer(cfg.name_or_path, cfg.trust_remote_code)
+    return with_generation_mixins(model), load_tokenizer(cfg.name_or_path, cfg.trust_remote_code)
 
 
 def peft_config(cfg: TinyModelConfig | PretrainedModelConfig) -> Any:

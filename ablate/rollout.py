@@ -7,6 +7,8 @@ loss and the diagnostics are the same whichever it is; only the sampler of the c
 
 >>> HFRollout().trl_args()
 {'use_vllm': False}
+>>> HFRollout(seed_per_row=True).trainer_class(object).__name__
+'object'
 """
 
 from __future__ import annotations
@@ -16,17 +18,37 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
-class HFRollout:
-    """Completions from transformers' ``generate`` in the training processes."""
+class Rollout:
+    """What every rollout gives: TRL's config keys, and the trainer class that uses them."""
 
     def trl_args(self) -> dict[str, Any]:
         """TRL's config keys for this rollout."""
-        return {"use_vllm": False}
+        raise NotImplementedError
+
+    def trainer_class(self, trainer_cls: type) -> type:
+        """The trainer class this rollout trains with (the algorithm's, unless it adds to it)."""
+        return trainer_cls
 
 
 @dataclass
-class NeedsVLLM:
+class HFRollout(Rollout):
+    """Completions from transformers' ``generate`` in the training processes."""
+
+    # each completion from its own random stream (ablate/sampling.py): the same completions on any
+    # number of processes; False: TRL's sampling (per-process torch generators)
+    seed_per_row: bool = False
+
+    def trl_args(self) -> dict[str, Any]:
+        return {"use_vllm": False}
+
+    def trainer_class(self, trainer_cls: type) -> type:
+        from ablate.sampling import with_row_seeds
+
+        return with_row_seeds(trainer_cls) if self.seed_per_row else trainer_cls
+
+
+@dataclass
+class NeedsVLLM(Rollout):
     """A rollout by vLLM: refused, in one line, where vLLM is not installed."""
 
     def __post_init__(self) -> None:

@@ -273,6 +273,7 @@ def build_trainer(
     run tags it calls for (the EOS buckets' sizes, a removed value scale)."""
     make_trainer = instantiate(cfg.algo.trainer)
     trainer_cls, options = make_trainer.func, dict(make_trainer.keywords)
+    trainer_cls = instantiate(cfg.rollout).trainer_class(trainer_cls)
     tags = {}
     if cfg.diagnostics.eos:
         trainer_cls = with_eos_diagnostics(trainer_cls)

@@ -75,11 +75,20 @@ class WarmStartConfig:
         for name in ("cache_dir", "lora", "eval_questions", "max_new_tokens"):
             fields.pop(name)
         fields["base"] = self.base.key()  # the architecture, as the tiny model's own cache keys it
-        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        text = json.dumps(fields, sort_keys=True, default=plain)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def checkpoint(self) -> Path:
         """The cached checkpoint's directory, trained first if it is not there."""
         return warm_path(self)
+
+
+def plain(value: Any) -> Any:
+    """A value JSON cannot write, as it can: OmegaConf lists and dicts (a config instantiated without
+    ``_convert_``) as the plain ones they hold, so the key is the same either way; others by ``str``."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    return OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else str(value)
 
 
 def sft_dataset(cfg: WarmStartConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

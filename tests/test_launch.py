@@ -95,9 +95,9 @@ def test_two_ranks_merge_evaluation_shards_and_eos_tokens(tmp_path):
             assert got["eos"][key] == pytest.approx(value, rel=1e-12), key
 
 
-def _train(tmp_path, processes: int) -> subprocess.CompletedProcess:
+def _train(tmp_path, processes: int, *extra: str) -> subprocess.CompletedProcess:
     run = [sys.executable, "-m", "ablate", "train", "model=tiny_warm", "steps=2", "batch_size=8",
-           "eval_limit=40", "diagnostics.start=true", f"launch.processes={processes}",
+           "eval_limit=40", "diagnostics.start=true", f"launch.processes={processes}", *extra,
            f"tracking.uri=sqlite:///{tmp_path}/mlflow{processes}.db",
            f"output_dir={tmp_path}/run{processes}"]  # fmt: skip
     return subprocess.run(run, capture_output=True, text=True, timeout=900, cwd=tmp_path)
@@ -122,6 +122,33 @@ def test_a_two_process_run_is_one_run_evaluated_as_one_process_would(tmp_path):
     assert sorted(s for (s,) in steps) == [1, 2]  # the EOS statistics, gathered over both ranks, each step
     log = pd.read_csv(tmp_path / "run2/train_log.csv")
     assert len(log) == 2 and log["num_tokens"].iloc[-1] > 0
+
+
+TIMINGS = ("step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second")
+
+
+def _logged(db: Path) -> dict[tuple[str, int], float]:
+    with sqlite3.connect(db) as con:
+        rows = con.execute("select key, step, value from metrics").fetchall()
+    return {(key, step): value for key, step, value in rows if key not in TIMINGS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["rloo", "reinforce_pp"])
+def test_two_processes_log_what_one_process_logs(tmp_path, algo):
+    # Per-row random streams make the completions independent of the split; the rest is float order.
+    extra = (f"algo={algo}", "reward=rlev", "steps=3", "rollout.seed_per_row=true")
+    for processes in (1, 2):
+        done = _train(tmp_path, processes, *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = _logged(tmp_path / "mlflow1.db"), _logged(tmp_path / "mlflow2.db")
+    assert one.keys() == two.keys()
+    keys = {key for key, _ in one}
+    assert {"reward", "loss", "grad_norm", "eos/grad_middle", "eos/prob_bottom20", "eval/h_acc"} <= keys
+    assert {step for key, step in one if key == "reward"} == {1, 2, 3}
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert one[("completions/mean_length", 3)] != one[("completions/mean_length", 1)]  # it trained
 
 
 RECIPES = [("paper_7b", 8, "zero3"), ("paper_0_5b", 1, "ddp")]

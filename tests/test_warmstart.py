@@ -163,3 +163,14 @@ def test_the_shipped_checks_warm_start_is_what_the_command_trains(tmp_path):
     assert sorted(p.name for p in (tmp_path / "trained").iterdir()) == sorted(
         p.name for p in shipped.iterdir()
     )
+
+
+@pytest.mark.parametrize("model", ["tiny_warm", "checks_warm"])
+def test_the_key_does_not_depend_on_how_the_config_was_instantiated(model):
+    from hydra.utils import instantiate
+
+    from ablate.config import compose
+
+    node = compose([f"model={model}"]).model
+    assert instantiate(node).key() == instantiate(node, _convert_="all").key()
+    assert (SHIPPED / f"warm-{instantiate(node).key()}").is_dir()  # the shipped checkpoint, found either way

@@ -72,13 +72,19 @@ log = logging.getLogger(__name__)
 
 
 def check_configs(cfg: DictConfig, cells: list[dict[str, Any]]) -> DictConfig:
-    """Compose every grid cell's train config now, so a bad override fails before any training."""
+    """Compose every grid cell's train config now, so a bad override fails before any training.
+
+    A study of multi-process runs (``launch.processes=P`` in its overrides, an experiment's) gets P
+    devices per trial unless ``sweep.devices_per_trial`` says so itself.
+    """
     base = compose(list(cfg.overrides))
+    if cfg.sweep.devices_per_trial == 1 and base.launch.processes > 1:
+        cfg.sweep.devices_per_trial = base.launch.processes
     devices = cfg.sweep.devices_per_trial
     if base.launch.processes not in (1, devices):
         raise ValueError(
             f"study {cfg.sweep.name}: launch.processes={base.launch.processes} with sweep.devices_per_trial="
-            f"{devices}: a trial has one process per device; set sweep.devices_per_trial instead"
+            f"{devices}: a trial has one process per device (give both one number, or launch.processes alone)"
         )
     trials = [compose(trial_overrides(cfg, {}))]
     for cell in cells:

@@ -14,7 +14,9 @@ import json
 import logging
 import math
 import re
+import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -23,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ablate import launch
-from ablate.config import compose_with_choices
+from ablate.config import compose, compose_with_choices
 from ablate.names import (
     ATTR_DUPLICATE_OF,
     ATTR_ERROR,
@@ -38,6 +40,7 @@ from ablate.names import (
     TAG_ROLE,
     TAG_STUDY,
     TAG_TRIAL_NUMBER,
+    TRIAL_OUTCOME,
 )
 from ablate.sweep.storage import (
     DONE,
@@ -54,6 +57,9 @@ from ablate.sweep.study import StudyConfig, cell_key, cell_of, short_name, trial
 
 if TYPE_CHECKING:
     from ablate.train import RunHooks
+
+RANK_SPEC = "ABLATE_TRIAL_SPEC"  # a multi-process trial's spec, in its ranks' environment (not in files or
+# command lines: storage URLs may hold passwords)
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +144,43 @@ class Objective:
         retrying(lambda: trial.set_user_attr(ATTR_OUTPUT_DIR, output_dir))
         overrides = [*trial_overrides(self.cfg, params), f"output_dir='{output_dir}'"]  # quoted: '=' in names
         if self.cfg.sweep.devices_per_trial > 1:
-            from ablate.sweep.ranks import train_ranks
-
-            return train_ranks(self, trial, params, overrides)
+            return self.train_ranks(trial, params, overrides)
         cfg, choices = compose_with_choices(overrides)
         return run(cfg, self.hooks(trial, params, choices))
+
+    def train_ranks(
+        self, trial: optuna.Trial, params: dict[str, Any], overrides: list[str]
+    ) -> dict[str, float]:
+        """The trial as its ranks (``python -m ablate.sweep.ranks``): rank 0's final eval metrics, or
+        what ended it raised here."""
+        import torch
+        from hydra.utils import instantiate
+
+        from ablate.tracking import fail_left_running
+
+        cfg = compose(overrides)
+        cuda = torch.cuda.is_available()
+        launch.build_model(cfg)
+        output_dir = Path(cfg.output_dir).resolve()
+        outcome_path = output_dir / TRIAL_OUTCOME
+        outcome_path.unlink(missing_ok=True)
+        spec = {"spec": self.spec, "study": OmegaConf.to_container(self.cfg), "trial_id": trial._trial_id,
+                "params": params, "overrides": overrides}  # fmt: skip
+        env = launch.rank_env(cuda) | {RANK_SPEC: json.dumps(spec)}
+        ranks = [*launch.launcher(cfg.launch, cuda), "-m", "ablate.sweep.ranks"]
+        code = subprocess.run(ranks, env=env).returncode
+        outcome = json.loads(outcome_path.read_text()) if outcome_path.exists() else {}
+        if code == 0 and "summary" in outcome:
+            return outcome["summary"]
+        if "pruned" in outcome:
+            raise PrunedTrial(outcome["pruned"])
+        reason = f"a rank of this {cfg.launch.processes}-process trial failed (launcher exit code {code})"
+        if "error" in outcome:
+            reason += f"; rank 0: {outcome['error']}"
+        fail_left_running(instantiate(cfg.tracking), str(output_dir), reason)  # rank 0 killed: its run
+        if "error" in outcome and not outcome["lost"]:
+            raise RuntimeError(outcome["error"])  # an error of the trial itself fails it, as in one process
+        raise RankLost(reason)
 
     def hooks(self, trial: optuna.Trial | None, params: dict[str, Any], choices: dict[str, str]) -> RunHooks:
         """What the trial adds to its run. ``trial`` is None on a multi-process trial's ranks but 0:

@@ -86,9 +86,14 @@ def test_bad_train_override_fails_before_training():
 
 
 def test_a_trial_has_one_process_per_device():
-    cfg = load_study("quickstart", train_overrides=["launch.processes=2"])
+    cfg = load_study("quickstart", train_overrides=["launch.processes=2"], sweep_overrides=["sweep.gpus=[]"])
+    check_configs(cfg, grid_cells(cfg))
+    assert cfg.sweep.devices_per_trial == 2  # the runs' own launch.processes
+    cfg = load_study(
+        "quickstart", train_overrides=["launch.processes=2"], sweep_overrides=["sweep.devices_per_trial=4"]
+    )
     with pytest.raises(
-        ValueError, match=r"launch\.processes=2 with sweep\.devices_per_trial=1: a trial has one process"
+        ValueError, match=r"launch\.processes=2 with sweep\.devices_per_trial=4: a trial has one process"
     ):
         check_configs(cfg, grid_cells(cfg))
     cfg = load_study("quickstart", sweep_overrides=["sweep.devices_per_trial=2", "sweep.gpus=[]"])
