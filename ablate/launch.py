@@ -10,6 +10,7 @@ MLflow; evaluation is split across the ranks and merged (``shard``, ``merge``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -109,6 +110,34 @@ def rank_env(cuda: bool) -> dict[str, str]:
     return env
 
 
+def run_ranks(cmd: list[str], env: dict[str, str]) -> int:
+    """Run the launcher ``cmd``; its exit code. It gets SIGTERM if this process dies (``guarded``), and if
+    this one is interrupted (Ctrl-C, an error) it is asked to stop its ranks, waited for, then killed:
+    a killed ``ablate train`` or sweep worker leaves no ranks behind."""
+    proc = subprocess.Popen([sys.executable, "-m", "ablate.launch", *cmd], env=env)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+
+
+def guarded(cmd: list[str]) -> None:
+    """Become ``cmd``, set to receive SIGTERM when the parent dies (Linux's PR_SET_PDEATHSIG, which
+    survives exec; a preexec_fn would not be safe in a process with threads, like a sweep worker)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() == 1:
+        sys.exit("the process that started the ranks is gone")  # it died before the signal was set
+    os.execv(cmd[0], cmd)
+
+
 def build_model(cfg: Any) -> None:
     """A model built here (tiny, a warm start) is built once, before the ranks start."""
     from hydra.utils import instantiate
@@ -127,11 +156,20 @@ def relaunch(cfg: Any, overrides: list[str]) -> int:
     build_model(cfg)
     output_dir = str(Path(cfg.output_dir).resolve())
     print(f"ablate train: {cfg.launch.processes} processes ({cfg.launch.config}) under accelerate launch")
-    return subprocess.run(command(cfg, overrides, output_dir, cuda), env=rank_env(cuda)).returncode
+    return run_ranks(command(cfg, overrides, output_dir, cuda), rank_env(cuda))
 
 
 class RankStopped(RuntimeError):
     """The launcher stopped this rank, because another rank of the run failed."""
+
+
+def peer_lost(err: BaseException) -> bool:
+    """Whether ``err`` says another rank of the run is gone: the launcher stopped this one, or a
+    collective lost its peer (NCCL raises a DistBackendError; gloo a plain RuntimeError from its
+    transport: "Connection closed by peer", "Read error ... Connection reset by peer")."""
+    import torch.distributed as dist
+
+    return isinstance(err, RankStopped | dist.DistError) or "gloo/transport/" in str(err)
 
 
 def fail_on_sigterm() -> None:
@@ -176,3 +214,7 @@ def gathered(part: Any, ids: Any) -> Any:
     table = pd.concat(merge(part), ignore_index=True)
     position = {q: i for i, q in enumerate(ids)}
     return table.iloc[table["id"].map(position).argsort(kind="stable")].reset_index(drop=True)
+
+
+if __name__ == "__main__":
+    guarded(sys.argv[1:])

@@ -5,6 +5,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,29 @@ def test_two_ranks_merge_evaluation_shards_and_eos_tokens(tmp_path):
         assert got["eos"].keys() == expected.keys() and len(expected) > 20
         for key, value in expected.items():
             assert got["eos"][key] == pytest.approx(value, rel=1e-12), key
+
+
+def _lose_the_peer(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    dist.barrier()
+    if rank == 1:
+        os._exit(1)  # as a rank the OOM killer takes
+    try:
+        dist.barrier()
+    except RuntimeError as err:
+        Path(out).write_text(json.dumps([type(err).__name__, launch.peer_lost(err)]))
+
+
+def test_a_collective_whose_peer_died_is_a_lost_rank(tmp_path):
+    out = tmp_path / "err.json"
+    args = (free_port(), str(out))
+    mp.start_processes(_lose_the_peer, args=args, nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert json.loads(out.read_text()) == ["RuntimeError", True]  # gloo's plain RuntimeError, recognised
+    assert launch.peer_lost(launch.RankStopped("stopped")) and not launch.peer_lost(ValueError("a bug"))
 
 
 def _train(tmp_path, processes: int, *extra: str) -> subprocess.CompletedProcess:

@@ -44,7 +44,7 @@ def main() -> None:
         outcome = {"pruned": str(err)}
     except BaseException as err:
         if launch.is_main():
-            lost = isinstance(err, launch.RankStopped)  # another rank died: the launcher stopped this one
+            lost = launch.peer_lost(err)  # another rank died: retried, as a lost worker
             path.write_text(json.dumps({"error": f"{type(err).__name__}: {err}"[:2000], "lost": lost}))
         raise
     if launch.is_main():

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,7 +167,7 @@ class Objective:
                 "params": params, "overrides": overrides}  # fmt: skip
         env = launch.rank_env(cuda) | {RANK_SPEC: json.dumps(spec)}
         ranks = [*launch.launcher(cfg.launch, cuda), "-m", "ablate.sweep.ranks"]
-        code = subprocess.run(ranks, env=env).returncode
+        code = launch.run_ranks(ranks, env)
         outcome = json.loads(outcome_path.read_text()) if outcome_path.exists() else {}
         if code == 0 and "summary" in outcome:
             return outcome["summary"]
