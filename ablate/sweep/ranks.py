@@ -45,6 +45,7 @@ def main() -> None:
     except BaseException as err:
         if launch.is_main():
             lost = launch.peer_lost(err)  # another rank died: retried, as a lost worker
+            path.parent.mkdir(parents=True, exist_ok=True)  # a trial can fail before its run directory exists
             path.write_text(json.dumps({"error": f"{type(err).__name__}: {err}"[:2000], "lost": lost}))
         raise
     if launch.is_main():

@@ -178,7 +178,7 @@ class Objective:
             reason += f"; rank 0: {outcome['error']}"
         fail_left_running(instantiate(cfg.tracking), str(output_dir), reason)  # rank 0 killed: its run
         if "error" in outcome and not outcome["lost"]:
-            raise RuntimeError(outcome["error"])  # an error of the trial itself fails it, as in one process
+            raise RuntimeError(f"rank 0: {outcome['error']}")  # its own error: failed, as in one process
         raise RankLost(reason)
 
     def hooks(self, trial: optuna.Trial | None, params: dict[str, Any], choices: dict[str, str]) -> RunHooks:

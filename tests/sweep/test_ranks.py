@@ -68,6 +68,17 @@ def test_rank_0_prunes_every_rank_of_a_trial(tmp_path):
     assert run.info.status == "KILLED" and "pruned at step 1" in run.data.tags["pruned"]
 
 
+@pytest.mark.slow
+def test_an_error_of_the_trial_itself_fails_it_without_a_retry(tmp_path):
+    study_file = write_study(tmp_path, grid={"data.test_fraction": [0.0]})  # no test questions: it raises
+    proc = sweep(tmp_path, study_file, *TWO)
+    assert proc.returncode == 1, output(proc)
+    (trial,) = load(f"sqlite:///{tmp_path}/optuna.db").trials  # failed once, not queued again
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["error"].startswith("RuntimeError: rank 0: ValueError: ")
+    assert "need questions in both splits" in trial.user_attrs["error"]
+
+
 def training_ranks(tmp_path: Path):
     """A sweep of 2-rank trials, once its first trial trains: its storage, process, trial and ranks."""
     storage = f"sqlite:///{tmp_path}/optuna.db"

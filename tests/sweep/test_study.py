@@ -7,6 +7,7 @@ from ablate import metrics
 from ablate.names import METRICS
 from ablate.sweep.launcher import check_configs
 from ablate.sweep.study import STUDIES_DIR, grid_cells, load_study, override, study_choices, trial_overrides
+from tests.helpers import write_study
 
 STUDIES = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
 PAPER = {"quickstart", "paper_table1", "paper_table3_noisy", "paper_table4_ablation", "paper_table5_alpha",
@@ -85,30 +86,26 @@ def test_bad_train_override_fails_before_training():
         check_configs(cfg, grid_cells(cfg))
 
 
-def test_a_trial_has_one_process_per_device():
-    cfg = load_study("quickstart", train_overrides=["launch.processes=2"], sweep_overrides=["sweep.gpus=[]"])
-    check_configs(cfg, grid_cells(cfg))
-    assert cfg.sweep.devices_per_trial == 2  # the runs' own launch.processes
-    cfg = load_study(
-        "quickstart", train_overrides=["launch.processes=2"], sweep_overrides=["sweep.devices_per_trial=4"]
-    )
-    with pytest.raises(
-        ValueError, match=r"launch\.processes=2 with sweep\.devices_per_trial=4: a trial has one process"
-    ):
+def test_a_trial_has_one_process_per_device(tmp_path):
+    study = write_study(tmp_path, grid={"seed": [0]})  # one cell: every check composes each cell
+
+    def checked(*sweep: str, train: tuple[str, ...] = ()):
+        cfg = load_study(str(study), sweep_overrides=["sweep.gpus=[]", *sweep], train_overrides=list(train))
         check_configs(cfg, grid_cells(cfg))
-    cfg = load_study("quickstart", sweep_overrides=["sweep.devices_per_trial=2", "sweep.gpus=[]"])
-    check_configs(cfg, grid_cells(cfg))  # two CPU ranks per trial
+        return cfg
+
+    assert checked(train=("launch.processes=2",)).sweep.devices_per_trial == 2  # the runs' own processes
+    with pytest.raises(
+        ValueError, match=r"launch\.processes=2 with sweep\.devices_per_trial=4: a trial has one"
+    ):
+        checked("sweep.devices_per_trial=4", train=("launch.processes=2",))
+    cfg = checked("sweep.devices_per_trial=2")  # two CPU ranks per trial
     assert "launch.processes=2" in trial_overrides(cfg, {"seed": 1})
     assert trial_overrides(cfg, {"seed": 1})[-1] == "seed=1"  # the cell's value comes last: it wins
-    deepspeed = load_study(
-        "quickstart",
-        train_overrides=["launch.config=zero3"],
-        sweep_overrides=["sweep.devices_per_trial=2", "sweep.gpus=[]"],
-    )
     with pytest.raises(ValueError, match=r"launch\.config=zero3: DeepSpeed and FSDP need CUDA devices"):
-        check_configs(deepspeed, grid_cells(deepspeed))
+        checked("sweep.devices_per_trial=2", train=("launch.config=zero3",))
     with pytest.raises(ValueError, match=r"sweep.devices_per_trial=0: needs at least 1"):
-        load_study("quickstart", sweep_overrides=["sweep.devices_per_trial=0"])
+        load_study(str(study), sweep_overrides=["sweep.devices_per_trial=0"])
 
 
 def test_override_format():
