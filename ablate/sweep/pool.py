@@ -41,7 +41,7 @@ def visible_gpus(gpus: list[int] | None) -> list[int]:
 
 def worker_env(slot: int, workers: int, gpus: list[int] | None, devices: int = 1) -> dict[str, str]:
     """``devices`` GPUs per trial process when there are GPUs (whole groups, slots beyond them share
-    one again); else the CPU threads shared between the workers' processes."""
+    one again); else none, and the CPU threads shared between the workers' processes."""
     env = dict(os.environ)
     gpus = visible_gpus(gpus)
     if gpus:
@@ -49,8 +49,10 @@ def worker_env(slot: int, workers: int, gpus: list[int] | None, devices: int = 1
             raise ValueError(f"sweep.devices_per_trial={devices}, but only {len(gpus)} GPU(s): {gpus}")
         group = slot % (len(gpus) // devices)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus[group * devices : (group + 1) * devices]))
-    elif "OMP_NUM_THREADS" not in env:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // (workers * devices)))
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # sweep.gpus=[] on a GPU machine: trials on the CPU, as asked
+        if "OMP_NUM_THREADS" not in env:
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // (workers * devices)))
     return env
 
 

@@ -14,7 +14,7 @@ def test_cpu_workers_share_the_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     env = worker_env(0, 2, [])
-    assert env["OMP_NUM_THREADS"] == "4" and "CUDA_VISIBLE_DEVICES" not in env
+    assert env["OMP_NUM_THREADS"] == "4" and env["CUDA_VISIBLE_DEVICES"] == ""  # sweep.gpus=[]: no GPU
     assert worker_env(0, 16, [])["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert worker_env(0, 2, [])["OMP_NUM_THREADS"] == "3"  # the user's setting wins
