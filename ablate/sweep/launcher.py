@@ -86,7 +86,7 @@ def check_configs(cfg: DictConfig, cells: list[dict[str, Any]]) -> DictConfig:
             f"study {cfg.sweep.name}: launch.processes={base.launch.processes} with sweep.devices_per_trial="
             f"{devices}: a trial has one process per device (give both one number, or launch.processes alone)"
         )
-    trials = [compose(trial_overrides(cfg, {}))]
+    trials = [base if devices == 1 else compose(trial_overrides(cfg, {}))]  # composed once when the same
     for cell in cells:
         try:
             trials.append(compose(trial_overrides(cfg, cell)))

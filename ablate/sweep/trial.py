@@ -103,6 +103,7 @@ class Objective:
 
     def __init__(self, spec: dict[str, Any], study_cfg: DictConfig):
         self.spec, self.cfg = spec, study_cfg
+        self.lost: set[int] = set()  # trials that failed because a rank died: their cells are queued again
 
     def params(self, trial: optuna.Trial) -> dict[str, Any]:
         if self.cfg.grid:
@@ -127,6 +128,8 @@ class Objective:
         except Exception as err:
             message = f"{type(err).__name__}: {err}"[:2000]
             retrying(lambda: trial.set_user_attr(ATTR_ERROR, message))
+            if isinstance(err, RankLost):
+                self.lost.add(trial.number)
             raise
         finite = {k: v for k, v in summary.items() if math.isfinite(v)}
         retrying(lambda: trial.set_user_attr(ATTR_METRICS, finite))
@@ -153,7 +156,6 @@ class Objective:
         """The trial as its ranks (``python -m ablate.sweep.ranks``): rank 0's final eval metrics, or
         what ended it raised here."""
         import torch
-        from hydra.utils import instantiate
 
         from ablate.tracking import fail_left_running
 
@@ -252,8 +254,7 @@ def main() -> None:
         last = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ATTR_WORKER) == mine]
         if last:
             print(f"trial {last[-1].number}: {last[-1].state.name}", flush=True)
-            lost = last[-1].user_attrs.get(ATTR_ERROR, "").startswith(RankLost.__name__)
-            if last[-1].state == TrialState.FAIL and lost:
+            if last[-1].number in objective.lost:  # not read from its error: a retry inherits that
                 retrying(lambda t=last[-1]: retry_failed(study, t, study_cfg.sweep.max_retry))
 
 
