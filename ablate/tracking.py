@@ -12,8 +12,11 @@ import json
 import logging
 import math
 import re
+import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -248,16 +251,41 @@ class TrackedRun:
     ) -> None:
         if not self.active:
             return
-        try:
-            mlflow.flush_async_logging()
-        finally:
-            if exc is None:
-                mlflow.end_run(status="FINISHED")
-            else:
-                # An exception may say how the run ended (a pruned sweep trial: KILLED, tag "pruned").
-                default = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-                mlflow.set_tag(getattr(exc, "mlflow_tag", TAG_ERROR), f"{exc_type.__name__}: {exc}"[:5000])
-                mlflow.end_run(status=getattr(exc, "mlflow_status", default))
+        with signals_held():
+            try:
+                mlflow.flush_async_logging()
+            finally:
+                if exc is None:
+                    mlflow.end_run(status="FINISHED")
+                else:
+                    # An exception may say how the run ended (a pruned sweep trial: KILLED, tag "pruned").
+                    default = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+                    reason = f"{exc_type.__name__}: {exc}"[:5000]
+                    mlflow.set_tag(getattr(exc, "mlflow_tag", TAG_ERROR), reason)
+                    mlflow.end_run(status=getattr(exc, "mlflow_status", default))
+
+
+@contextlib.contextmanager
+def signals_held(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Hold ``signums`` while the body runs, then deliver them to the handlers as they were.
+
+    A run's ending must not be cut short: when a rank of a multi-process run fails, the launcher's
+    SIGTERM reaches the other ranks while they end their runs, and a handler that raises there
+    (``launch.fail_on_sigterm``) would leave the run open, for MLflow's exit hook to end FINISHED.
+    Only the main thread may set handlers; elsewhere the body runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    before = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
 
 
 def fail_left_running(cfg: TrackingConfig, output_dir: str, reason: str) -> list[str]:

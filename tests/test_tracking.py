@@ -177,3 +177,38 @@ def test_disk_full_on_the_artifact_location_fails_the_run_and_keeps_what_was_log
     assert mlrun.info.status == "FAILED" and "No space left on device" in mlrun.data.tags["error"]
     assert [m.step for m in client.get_metric_history(mlrun.info.run_id, "loss")] == [1, 2, 3]
     assert "eval/h_acc" in mlrun.data.metrics and (tmp_path / "run" / "train_log.csv").exists()
+
+
+def test_a_sigterm_while_a_run_ends_is_held_until_it_has_ended_failed(tmp_path, monkeypatch):
+    # A rank whose peer died: its collective raised, and the launcher's SIGTERM arrives while the run
+    # ends. Delivered at once, fail_on_sigterm's exception would leave the run open, and MLflow's exit
+    # hook would end it FINISHED (seen in CI as a killed-rank run recorded FINISHED).
+    import os
+    import signal
+
+    import mlflow
+
+    from ablate.launch import RankStopped, fail_on_sigterm
+    from ablate.tracking import TrackedRun, TrackingConfig
+
+    set_tag = mlflow.set_tag
+
+    def set_tag_under_sigterm(*args):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered before set_tag returns, unless held
+        time.sleep(0.1)
+        return set_tag(*args)
+
+    monkeypatch.setattr(mlflow, "set_tag", set_tag_under_sigterm)
+    handler = signal.getsignal(signal.SIGTERM)
+    fail_on_sigterm()
+    cfg = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        with pytest.raises(RankStopped), TrackedRun(cfg, "rank 0", {}) as tracked:
+            raise RuntimeError("gloo/transport/tcp: Connection closed by peer")
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        while mlflow.active_run():
+            mlflow.end_run("KILLED")  # only if the run was left open: the assertions below say so
+    run = MlflowClient(cfg.uri).get_run(tracked.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: gloo/transport/tcp: Connection closed by peer"
