@@ -136,18 +136,36 @@ def test_the_shipped_checks_warm_start_has_the_designed_decision():
     )
 
 
+def test_the_opposed_warm_start_has_the_decision_study_o_needs():
+    """model=checks_opposed_warm as shipped: study O's manipulation check (a) (docs/positive_control.md):
+    stopping beats one check by 20 points on easy questions, one check beats stopping by 20 on hard ones."""
+    from hydra.utils import instantiate
+
+    from tests.helpers import compose_train
+
+    cfg = instantiate(compose_train("model=checks_opposed_warm").model, _convert_="all")
+    path = warm_path(cfg)
+    assert path == SHIPPED / f"warm-{cfg.key()}" and cfg.data.check_error == 0.5
+    report = json.loads((path / "warmstart.json").read_text())
+    styles = report["sampled_by_style"]["by_difficulty"]
+    hard, easy = styles["hard"], styles["easy"]
+    assert easy["stop"]["acc"] >= easy["check"]["acc"] + 20
+    assert hard["check"]["acc"] >= hard["stop"]["acc"] + 20
+    for kind in ("easy", "hard"):
+        assert 0.1 < report["stop_probability"][kind]["1"] < 0.9  # a live decision at the first answer
+
+
 @pytest.mark.slow
-def test_the_shipped_checks_warm_start_is_what_the_command_trains(tmp_path):
-    """Training model=checks_warm from scratch gives the shipped weights and numbers (about 8 minutes)."""
+@pytest.mark.parametrize("model", ["checks_warm", "checks_opposed_warm"])
+def test_the_shipped_checks_warm_start_is_what_the_command_trains(model, tmp_path):
+    """Training the warm start from scratch gives the shipped weights and numbers (about 8 minutes)."""
     import torch
     from hydra.utils import instantiate
     from safetensors.torch import load_file
 
     from tests.helpers import compose_train
 
-    cfg = instantiate(
-        compose_train("model=checks_warm", f"model.cache_dir={tmp_path}").model, _convert_="all"
-    )
+    cfg = instantiate(compose_train(f"model={model}", f"model.cache_dir={tmp_path}").model, _convert_="all")
     shipped = SHIPPED / f"warm-{cfg.key()}"
     report = warm_start(cfg, tmp_path / "trained")
     ours, theirs = (

@@ -5,6 +5,7 @@ from ablate.rewards.correctness import CorrectnessReward
 from ablate.rewards.multiplicative import MultiplicativeReward
 from ablate.rewards.noisy import NoisyValueReward
 from ablate.rewards.predicted import PredictedValueReward
+from ablate.rewards.reversed import ReversedReward
 from ablate.rewards.shuffled import ShuffledReward
 from ablate.rewards.uniform import UniformReward
 from ablate.rewards.weak_labels import WeakLabelReward
@@ -15,6 +16,7 @@ __all__ = [
     "NoisyValueReward",
     "PredictedValueReward",
     "RLEVReward",
+    "ReversedReward",
     "ShuffledReward",
     "UniformReward",
     "ValueScaledReward",

@@ -31,24 +31,24 @@ class ShuffledReward(RLEVReward):
     def __init__(self, alpha: float = 10.0, seed: int = 0, verifier: Verifier | None = None):
         super().__init__(alpha, verifier)
         self.seed = seed
-        self.shuffled: dict[str, float] | None = None
+        self.assigned: dict[str, float] | None = None  # question id -> the value its reward uses
 
     def fit(self, train: pd.DataFrame) -> ShuffledReward:
         rng = np.random.default_rng(self.seed)
         values = train["value"].to_numpy(dtype=float)
-        self.shuffled = dict(zip(train["id"].astype(str), rng.permutation(values).tolist(), strict=True))
+        self.assigned = dict(zip(train["id"].astype(str), rng.permutation(values).tolist(), strict=True))
         return self
 
     def values(self, n: int, columns: dict[str, Sequence[Any]]) -> np.ndarray:
-        if self.shuffled is None:
+        if self.assigned is None:
             raise RuntimeError(
-                "shuffled reward: call fit(train) first, so the permutation covers the training set"
+                f"{self.name} reward: call fit(train) first, so the permutation covers the training set"
             )
         if "id" not in columns:
-            raise KeyError(f"shuffled reward: the dataset needs an 'id' column; got {sorted(columns)}")
-        missing = [i for i in columns["id"] if str(i) not in self.shuffled]
+            raise KeyError(f"{self.name} reward: the dataset needs an 'id' column; got {sorted(columns)}")
+        missing = [i for i in columns["id"] if str(i) not in self.assigned]
         if missing:
             raise KeyError(
-                f"shuffled reward: question id {missing[0]!r} is not in the training set it was fit on"
+                f"{self.name} reward: question id {missing[0]!r} is not in the training set it was fit on"
             )
-        return np.array([self.shuffled[str(i)] for i in columns["id"]])
+        return np.array([self.assigned[str(i)] for i in columns["id"]])

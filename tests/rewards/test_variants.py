@@ -1,5 +1,6 @@
 """Exact rewards of each variant, from the paper's formulas."""
 
+import hashlib
 import pickle
 
 import numpy as np
@@ -11,6 +12,7 @@ from ablate.rewards import (
     MultiplicativeReward,
     NoisyValueReward,
     PredictedValueReward,
+    ReversedReward,
     RLEVReward,
     ShuffledReward,
     UniformReward,
@@ -75,6 +77,19 @@ def test_shuffled_permutes_values_across_the_training_set():
     assert again([RIGHT] * 50, answer=["12"] * 50, id=train["id"].tolist()) == got
     with pytest.raises(KeyError, match="not in the training set"):
         reward([RIGHT], answer=["12"], id=["unknown"])
+
+
+def test_reversed_pays_each_question_as_its_mirror_by_value_rank():
+    values = [0.03, 0.01, 0.05, 0.01, 0.02]  # q1 and q3 tie: the id hash orders them
+    train = pd.DataFrame({"id": [f"q{i}" for i in range(5)], "value": values})
+    reward = ReversedReward(alpha=20).fit(train)
+    got = reward([RIGHT] * 5, answer=["12"] * 5, id=train["id"].tolist())
+    low, high = sorted(["q1", "q3"], key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+    mirror = {"q2": 0.01, "q0": 0.01, "q4": 0.02, low: 0.05, high: 0.03}  # rank k paid as rank 4 - k
+    assert got == pytest.approx([1 + min(20 * mirror[f"q{i}"], 1) for i in range(5)])
+    assert sorted(got) == pytest.approx(sorted(rlev_scale(np.array(values), 20)))  # RLEV's rewards
+    with pytest.raises(KeyError, match="reversed reward: question id 'x' is not in the training set"):
+        reward([RIGHT], answer=["12"], id=["x"])
 
 
 def test_weak_labels_use_the_paper_map():
