@@ -3,8 +3,9 @@ VENV ?= .venv
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
-# CI runs the slow tests too; locally they are opt-in (make test PYTEST_ARGS=).
-PYTEST_ARGS ?= $(if $(filter true,$(CI)),-m "not gpu",-m "not slow and not gpu")
+# CI runs the slow tests too, and lists the slowest (its run has a time limit); locally they are opt-in
+# (make test PYTEST_ARGS=).
+PYTEST_ARGS ?= $(if $(filter true,$(CI)),-m "not gpu" --durations=30,-m "not slow and not gpu")
 
 .PHONY: install quickstart test lint clean
 

@@ -163,13 +163,20 @@ class RankStopped(RuntimeError):
     """The launcher stopped this rank, because another rank of the run failed."""
 
 
-def peer_lost(err: BaseException) -> bool:
-    """Whether ``err`` says another rank of the run is gone: the launcher stopped this one, or a
-    collective lost its peer (NCCL raises a DistBackendError; gloo a plain RuntimeError from its
-    transport: "Connection closed by peer", "Read error ... Connection reset by peer")."""
+def peer_lost(err: BaseException | None) -> bool:
+    """Whether ``err``, or an error it was raised from, says another rank of the run is gone: the
+    launcher stopped this one, or a collective lost its peer (NCCL raises a DistBackendError; gloo a
+    plain RuntimeError from its transport: "Connection closed by peer", "Read error ... Connection
+    reset by peer")."""
     import torch.distributed as dist
 
-    return isinstance(err, RankStopped | dist.DistError) or "gloo/transport/" in str(err)
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:  # a store wraps it: MLflow's SQL store raises from it
+        if isinstance(err, RankStopped | dist.DistError) or "gloo/transport/" in str(err):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def fail_on_sigterm() -> None:

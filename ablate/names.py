@@ -84,6 +84,7 @@ RESULTS_CSV = "results.csv"  # a study's result table, on its parent run
 RESULTS_TXT = "results.txt"
 RESULTS_TABLE = "results.json"  # the same table as an MLflow table (mlflow.log_table), which the UI renders
 TRIAL_OUTCOME = "trial_outcome.json"  # rank 0 of a multi-process trial to its worker: what to tell Optuna
+RANK_ERRORS = "rank_errors"  # a multi-process trial's ranks to its worker: <rank>.json, a failed rank's error
 
 # --- Optuna: a trial's user attributes, and a study's
 ATTR_WORKER = "worker"  # host:pid of the process running the trial

@@ -4,8 +4,10 @@ The worker process keeps the Optuna trial (its heartbeat and final state) and st
 under ``accelerate launch`` (``Objective.train_ranks``). Rank 0 alone talks to Optuna, through the
 storage: it records the trial's MLflow run, reports the periodic values and decides pruning for
 every rank. It leaves the outcome in the run directory (``TRIAL_OUTCOME``) for the worker to
-tell Optuna. A rank that dies takes the others with it (the launcher stops them): the trial
-fails, its MLflow run ends FAILED, and its cell is queued again, as a trial whose worker died is.
+tell Optuna; a rank that raises leaves its error there too (``RANK_ERRORS``). A rank's own error
+fails the trial, as in one process. A rank that dies takes the others with it (the launcher stops
+them): the trial fails, its MLflow run ends FAILED, and its cell is queued again, as a trial whose
+worker died is.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from omegaconf import OmegaConf
 from ablate import launch
 from ablate.config import compose_with_choices
 from ablate.names import TRIAL_OUTCOME
-from ablate.sweep.trial import RANK_SPEC, Objective
+from ablate.sweep.trial import RANK_SPEC, Objective, record_rank_error
 
 
 def main() -> None:
@@ -43,10 +45,7 @@ def main() -> None:
     except optuna.TrialPruned as err:
         outcome = {"pruned": str(err)}
     except BaseException as err:
-        if launch.is_main():
-            lost = launch.peer_lost(err)  # another rank died: retried, as a lost worker
-            path.parent.mkdir(parents=True, exist_ok=True)  # a trial can fail before its run directory exists
-            path.write_text(json.dumps({"error": f"{type(err).__name__}: {err}"[:2000], "lost": lost}))
+        record_rank_error(Path(cfg.output_dir), err)  # every rank: the first to fail may not be rank 0
         raise
     if launch.is_main():
         path.write_text(json.dumps(outcome))

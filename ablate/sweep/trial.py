@@ -33,6 +33,7 @@ from ablate.names import (
     ATTR_OUTPUT_DIR,
     ATTR_RUN_ID,
     ATTR_WORKER,
+    RANK_ERRORS,
     ROLE_TRIAL,
     TAG_OPTUNA_STUDY,
     TAG_PRUNED,
@@ -73,6 +74,30 @@ class PrunedTrial(optuna.TrialPruned):
 class RankLost(RuntimeError):
     """A rank of a multi-process trial died or was stopped: the trial fails and its cell is queued
     again, as a trial whose worker died is."""
+
+
+def record_rank_error(output_dir: Path, err: BaseException) -> None:
+    """Leave this rank's error for the worker, and whether a lost peer caused it."""
+    path = output_dir / RANK_ERRORS / f"{launch.rank()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)  # a trial can fail before its run directory exists
+    error = f"{type(err).__name__}: {err}"[:2000]
+    path.write_text(json.dumps({"error": error, "lost": launch.peer_lost(err)}))
+
+
+def rank_errors(output_dir: Path) -> dict[int, dict[str, Any]]:
+    """The errors the ranks of a trial left (``record_rank_error``), by rank in order."""
+    paths = (output_dir / RANK_ERRORS).glob("*.json")
+    return dict(sorted((int(path.stem), json.loads(path.read_text())) for path in paths))
+
+
+def rank_failure(code: int, processes: int, errors: dict[int, dict[str, Any]]) -> RuntimeError:
+    """What ended a multi-process trial that did not complete. An error a rank raised itself, not
+    because its peer was gone, fails the trial as in one process (the lowest such rank's: which rank
+    reaches a shared error first is a race); a rank that died or was only stopped is ``RankLost``."""
+    reason = f"a rank of this {processes}-process trial failed (launcher exit code {code})"
+    reason += "".join(f"; rank {r}: {e['error']}" for r, e in errors.items())
+    own = [f"rank {r}: {e['error']}" for r, e in errors.items() if not e["lost"]]
+    return RuntimeError(own[0]) if own else RankLost(reason)
 
 
 class DuplicateCell(RuntimeError):
@@ -165,6 +190,8 @@ class Objective:
         output_dir = Path(cfg.output_dir).resolve()
         outcome_path = output_dir / TRIAL_OUTCOME
         outcome_path.unlink(missing_ok=True)
+        for stale in (output_dir / RANK_ERRORS).glob("*.json"):
+            stale.unlink()
         spec = {"spec": self.spec, "study": OmegaConf.to_container(self.cfg), "trial_id": trial._trial_id,
                 "params": params, "overrides": overrides}  # fmt: skip
         env = launch.rank_env(cuda) | {RANK_SPEC: json.dumps(spec)}
@@ -175,13 +202,9 @@ class Objective:
             return outcome["summary"]
         if "pruned" in outcome:
             raise PrunedTrial(outcome["pruned"])
-        reason = f"a rank of this {cfg.launch.processes}-process trial failed (launcher exit code {code})"
-        if "error" in outcome:
-            reason += f"; rank 0: {outcome['error']}"
-        fail_left_running(instantiate(cfg.tracking), str(output_dir), reason)  # rank 0 killed: its run
-        if "error" in outcome and not outcome["lost"]:
-            raise RuntimeError(f"rank 0: {outcome['error']}")  # its own error: failed, as in one process
-        raise RankLost(reason)
+        failure = rank_failure(code, cfg.launch.processes, rank_errors(output_dir))
+        fail_left_running(instantiate(cfg.tracking), str(output_dir), str(failure))  # rank 0 killed: its run
+        raise failure
 
     def hooks(self, trial: optuna.Trial | None, params: dict[str, Any], choices: dict[str, str]) -> RunHooks:
         """What the trial adds to its run. ``trial`` is None on a multi-process trial's ranks but 0:
