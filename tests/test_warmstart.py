@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -108,17 +109,23 @@ def test_shipped_warm_start_gives_rl_a_policy_with_signal_and_a_length_trade_off
     assert min(sampled[s]["share"] for s in STYLES) > 5  # RL sees every style (percent of samples)
 
 
-def test_the_shipped_checks_warm_start_has_the_designed_decision():
-    """model=checks_warm as shipped: RL starts with a live stopping decision after every answer line,
-    stopping is the better bet on easy questions and checking on hard ones (docs/positive_control.md)."""
+def shipped_report(model: str) -> tuple[Any, dict[str, Any]]:
+    """The warm start ``model=<model>`` names, found shipped in the repository (nothing trained), and
+    its report."""
     from hydra.utils import instantiate
 
     from tests.helpers import compose_train
 
-    cfg = instantiate(compose_train("model=checks_warm").model, _convert_="all")
+    cfg = instantiate(compose_train(f"model={model}").model, _convert_="all")
     path = warm_path(cfg)
     assert path == SHIPPED / f"warm-{cfg.key()}"  # used in place from the repository: nothing trained
-    report = json.loads((path / "warmstart.json").read_text())
+    return cfg, json.loads((path / "warmstart.json").read_text())
+
+
+def test_the_shipped_checks_warm_start_has_the_designed_decision():
+    """model=checks_warm as shipped: RL starts with a live stopping decision after every answer line,
+    stopping is the better bet on easy questions and checking on hard ones (docs/positive_control.md)."""
+    cfg, report = shipped_report("checks_warm")
     stops = report["stop_probability"]
     for kind in ("easy", "hard"):
         assert 0.2 < stops[kind]["1"] < 0.5 and 0.35 < stops[kind]["2"] < 0.65 and stops[kind]["3"] > 0.9
@@ -139,14 +146,8 @@ def test_the_shipped_checks_warm_start_has_the_designed_decision():
 def test_the_opposed_warm_start_has_the_decision_study_o_needs():
     """model=checks_opposed_warm as shipped: study O's manipulation check (a) (docs/positive_control.md):
     stopping beats one check by 20 points on easy questions, one check beats stopping by 20 on hard ones."""
-    from hydra.utils import instantiate
-
-    from tests.helpers import compose_train
-
-    cfg = instantiate(compose_train("model=checks_opposed_warm").model, _convert_="all")
-    path = warm_path(cfg)
-    assert path == SHIPPED / f"warm-{cfg.key()}" and cfg.data.check_error == 0.5
-    report = json.loads((path / "warmstart.json").read_text())
+    cfg, report = shipped_report("checks_opposed_warm")
+    assert cfg.data.check_error == 0.5
     styles = report["sampled_by_style"]["by_difficulty"]
     hard, easy = styles["hard"], styles["easy"]
     assert easy["stop"]["acc"] >= easy["check"]["acc"] + 20

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ablate.metrics import value_order
 from ablate.rewards.shuffled import ShuffledReward
+from ablate.verify import Verifier
 
 
 class ReversedReward(ShuffledReward):
@@ -26,6 +27,9 @@ class ReversedReward(ShuffledReward):
     """
 
     name = "reversed"
+
+    def __init__(self, alpha: float = 10.0, verifier: Verifier | None = None):
+        super().__init__(alpha, verifier=verifier)  # no seed: the mirror is fixed by the values
 
     def fit(self, train: pd.DataFrame) -> ReversedReward:
         order = value_order(train)  # lowest to highest value
