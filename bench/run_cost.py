@@ -20,6 +20,12 @@ single-thread matmul rate.
 
 (``model.max_steps=2000``: the shipped ``tiny_warm``, which trained 1000 steps before 20e82bd.)
     python bench/run_cost.py --repeats 1 steps=20          # any ablate train override
+
+With ``--in-process N`` each repeat runs N runs one after another in one process, as a sweep worker
+with ``sweep.trials_per_worker=N`` does (``train.run`` on a composed config), and prints each run's
+fixed cost: a later run pays no imports, only its own set-up and ending.
+
+    python bench/run_cost.py --in-process 3 --repeats 3 model.max_steps=2000 steps=10
 """
 
 from __future__ import annotations
@@ -52,6 +58,12 @@ class Timings:
         self.t0, self.marks = t0, {}
         self.steps, self.generation, self.evals = [], [], []
         self.gen_shapes, self.fwd_shapes = [], []
+        self.runs: list[dict[str, float]] = []  # --in-process: each finished run's marks
+
+    def run_ended(self) -> None:
+        """Close one run of several in this process: its first and last step, final evaluation, return."""
+        self.runs.append({**self.marks, "final_eval": self.evals[-1], "returned": time.time()})
+        self.marks = {}
 
     def wrap(self, cls: type, name: str, record) -> None:
         original = getattr(cls, name)
@@ -121,14 +133,33 @@ def install_hooks(t: Timings) -> None:
     sys.meta_path.insert(0, AfterImport())
 
 
-def child(out: Path, t0: float, overrides: list[str]) -> None:
+def child(out: Path, t0: float, overrides: list[str], runs: int = 1) -> None:
     t = Timings(t0)
     install_hooks(t)
-    keys = ("t0", "marks", "steps", "generation", "evals", "gen_shapes", "fwd_shapes")
+    keys = ("t0", "marks", "steps", "generation", "evals", "gen_shapes", "fwd_shapes", "runs")
     atexit.register(lambda: out.write_text(json.dumps({k: getattr(t, k) for k in keys})))
-    from ablate.cli import main
+    if runs == 1:
+        from ablate.cli import main
 
-    main(["train", *overrides])
+        main(["train", *overrides])
+        return
+    from ablate.config import compose
+    from ablate.train import run
+
+    for k in range(runs):  # as a sweep worker runs its trials: compose, run, next
+        run(compose([*overrides, f"output_dir={out.parent}/run{k}"]))
+        t.run_ended()
+
+
+def fixed_costs(root: Path) -> list[tuple[float, float]]:
+    """(start, end) of each run of an --in-process child: the first from process start, each later
+    one from the previous run's return; its end from its last step and final evaluation to its return."""
+    t = json.loads((root / "timing.json").read_text())
+    began = [t["t0"], *(r["returned"] for r in t["runs"][:-1])]
+    return [
+        (r["first_step"] - b, r["returned"] - r["last_step"] - r["final_eval"])
+        for b, r in zip(began, t["runs"], strict=True)
+    ]
 
 
 # --- the parent: runs side by side, FLOPs, table ----------------------------------------------
@@ -148,7 +179,7 @@ def shared_cache(tmp: Path) -> Path:
 
 
 def start_run(
-    tree: Path, root: Path, cache: Path, overrides: list[str]
+    tree: Path, root: Path, cache: Path, overrides: list[str], runs: int = 1
 ) -> tuple[subprocess.Popen, float, Path]:
     from mlflow import MlflowClient
 
@@ -156,12 +187,14 @@ def start_run(
     # The store exists before the run starts, as it does for a sweep's trials (its creation is once).
     MlflowClient(f"sqlite:///{root}/mlflow.db").search_experiments()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tree), "ABLATE_CACHE": str(cache)}
-    args = [*RUN, *overrides, f"output_dir={root}/run", f"tracking.uri=sqlite:///{root}/mlflow.db"]
+    args = [*RUN, *overrides, f"tracking.uri=sqlite:///{root}/mlflow.db"]
+    args += [f"output_dir={root}/run"] if runs == 1 else []  # several: each its own (child)
     t0 = time.time()
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
         "--child",
+        str(runs),
         str(root / "timing.json"),
         str(t0),
         *args,
@@ -309,13 +342,18 @@ def report(name: str, splits: list[dict]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(Path(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
+        child(Path(sys.argv[3]), float(sys.argv[4]), sys.argv[5:], int(sys.argv[2]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", default=None, help="a git ref run side by side with the working tree")
+    parser.add_argument("--in-process", type=int, default=1, metavar="N",
+                        help="N runs one after another in one process; each one's fixed cost")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="ablate train overrides for both")
     args = parser.parse_args()
+    if args.in_process > 1:
+        in_process(args.in_process, args.repeats, args.overrides)
+        return
     rate = matmul_rate()
     print(f"matmul rate, 1 thread: {rate / 1e9:.1f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
@@ -354,6 +392,25 @@ def main() -> None:
                 subprocess.run(
                     ["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False
                 )
+
+
+def in_process(runs: int, repeats: int, overrides: list[str]) -> None:
+    """Medians over repeats of each run's fixed cost, ``runs`` runs to a process (this tree only)."""
+    costs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = shared_cache(Path(tmp))
+        for i in range(repeats):
+            proc, _, root = start_run(REPO, Path(tmp) / str(i), cache, overrides, runs)
+            wait_all([("this tree", proc, None, root)])
+            costs.append(fixed_costs(root))
+            print(f"repeat {i}: " + ", ".join(f"run {k + 1} {a:.1f} + {b:.1f} s" for k, (a, b) in
+                                           enumerate(costs[-1])), flush=True)  # fmt: skip
+    print(f"\n{runs} runs in one process (as sweep.trials_per_worker={runs}), median of {repeats}:")
+    for k in range(runs):
+        start, end = (statistics.median(c[k][j] for c in costs) for j in (0, 1))
+        since = "process start" if k == 0 else "the previous run's return"
+        print(f"  run {k + 1}: start {start:5.1f} s (from {since}), end {end:5.1f} s, "
+              f"fixed {start + end:5.1f} s")  # fmt: skip
 
 
 def checkpoint(root: Path) -> str:
