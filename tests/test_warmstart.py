@@ -1,8 +1,11 @@
 """The warm start: solution styles, the SFT data, the cached checkpoint and ``ablate warmstart``."""
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,6 @@ from ablate.warmstart import (
     sft_dataset,
     solution,
     warm_path,
-    warm_start,
     written_style,
 )
 
@@ -156,32 +158,64 @@ def test_the_opposed_warm_start_has_the_decision_study_o_needs():
         assert 0.1 < report["stop_probability"][kind]["1"] < 0.9  # a live decision at the first answer
 
 
+REPO = Path(__file__).resolve().parents[1]
+RETRAINED = ("checks_warm", "checks_opposed_warm")
+RETRAIN = """
+import json, sys
+from pathlib import Path
+import torch
+from hydra.utils import instantiate
+from ablate.warmstart import warm_start
+from tests.helpers import compose_train
+torch.set_num_threads(1)
+model, out = sys.argv[1], Path(sys.argv[2])
+cfg = instantiate(compose_train(f"model={model}", f"model.cache_dir={out}").model, _convert_="all")
+(out / "report.json").write_text(json.dumps(warm_start(cfg, out / "trained")))
+"""
+
+
+@pytest.fixture(scope="module")
+def retraining(tmp_path_factory) -> Iterator[dict[str, tuple[subprocess.Popen, Path]]]:
+    """Every shipped checks warm start retrained from scratch at once, a process and a thread each
+    (the same weights as on 2 threads: the SFT's reductions do not depend on the thread count)."""
+    runs = {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    for model in RETRAINED:
+        out = tmp_path_factory.mktemp(model)
+        with open(out / "log.txt", "w") as log:  # the process keeps its own handle
+            proc = subprocess.Popen([sys.executable, "-c", RETRAIN, model, str(out)], cwd=REPO, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        runs[model] = (proc, out)
+    yield runs
+    for proc, _ in runs.values():
+        proc.kill()  # a test that failed early leaves no training behind
+        proc.wait()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["checks_warm", "checks_opposed_warm"])
-def test_the_shipped_checks_warm_start_is_what_the_command_trains(model, tmp_path):
-    """Training the warm start from scratch gives the shipped weights and numbers (about 8 minutes)."""
+@pytest.mark.parametrize("model", RETRAINED)
+def test_the_shipped_checks_warm_start_is_what_the_command_trains(model, retraining):
+    """Training the warm start from scratch gives the shipped weights and numbers (about 10 minutes,
+    both models at once)."""
     import torch
     from hydra.utils import instantiate
     from safetensors.torch import load_file
 
     from tests.helpers import compose_train
 
-    cfg = instantiate(compose_train(f"model={model}", f"model.cache_dir={tmp_path}").model, _convert_="all")
+    proc, out = retraining[model]
+    assert proc.wait(timeout=3600) == 0, (out / "log.txt").read_text()[-3000:]
+    cfg = instantiate(compose_train(f"model={model}").model, _convert_="all")
     shipped = SHIPPED / f"warm-{cfg.key()}"
-    report = warm_start(cfg, tmp_path / "trained")
-    ours, theirs = (
-        load_file(tmp_path / "trained" / "model.safetensors"),
-        load_file(shipped / "model.safetensors"),
-    )
+    ours, theirs = load_file(out / "trained" / "model.safetensors"), load_file(shipped / "model.safetensors")
     assert ours.keys() == theirs.keys()
     for name, tensor in ours.items():
         assert torch.equal(tensor, theirs[name]), name
-    expected = json.loads((shipped / "warmstart.json").read_text())
+    report, expected = (json.loads((path / name).read_text()) for path, name in
+                        ((out, "report.json"), (shipped, "warmstart.json")))  # fmt: skip
     for key in ("acc", "h_acc", "length", "sft_final_loss", "sampled_by_style", "stop_probability"):
         assert report[key] == expected[key], key
-    assert sorted(p.name for p in (tmp_path / "trained").iterdir()) == sorted(
-        p.name for p in shipped.iterdir()
-    )
+    assert sorted(p.name for p in (out / "trained").iterdir()) == sorted(p.name for p in shipped.iterdir())
 
 
 @pytest.mark.parametrize("model", ["tiny_warm", "checks_warm"])
