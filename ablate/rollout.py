@@ -14,7 +14,7 @@ loss and the diagnostics are the same whichever it is; only the sampler of the c
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -85,7 +85,23 @@ class VLLMServerRollout(NeedsVLLM):
     base_url: str | None = None  # http://host:port of the server (None: host and port)
     host: str = "0.0.0.0"
     port: int = 8000
+    group_port: int = 51216  # the trainer's port for pushing its weights to the server (NCCL)
     timeout_s: float = 240.0  # how long to wait for the server to come up
+    # ablate sweep starts a server per worker on GPUs of its own, and stops it (ablate/sweep/serve.py);
+    # the keys below are that server's
+    managed: bool = False
+    devices: int = 1  # GPUs of a managed server (its tensor-parallel size)
+    gpu_memory_utilization: float = 0.9  # the share of its GPUs a managed server takes
+    max_model_length: int | None = None  # a managed server's context length (None: the model's)
+    extra_args: list[str] = field(default_factory=list)  # more `vllm serve` flags for a managed server
+
+    def __post_init__(self) -> None:
+        if self.managed:
+            raise ValueError(
+                "rollout.managed=true: only ablate sweep starts vLLM servers; for ablate train start one "
+                "(CUDA_VISIBLE_DEVICES=7 trl vllm-serve --model M --port 8000) and set rollout.port"
+            )
+        super().__post_init__()
 
     def trl_args(self) -> dict[str, Any]:
         return {
@@ -94,5 +110,6 @@ class VLLMServerRollout(NeedsVLLM):
             "vllm_server_base_url": self.base_url,
             "vllm_server_host": self.host,
             "vllm_server_port": self.port,
+            "vllm_group_port": self.group_port,
             "vllm_server_timeout": self.timeout_s,
         }

@@ -14,7 +14,8 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.ya
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 NEEDS_A_FILE = {("data", "rlev_json"), ("data", "jsonl")}
 NEEDS_A_SERVER = {("verifier", "llm_judge")}  # judge.base_url and judge.model are ??? until given
-EXPERIMENT_NEEDS = {"paper_7b": ["data.path=train.json"]}  # the paper's own data, which a user gives
+# the paper's own data, which a user gives
+EXPERIMENT_NEEDS = {e: ["data.path=train.json"] for e in ("paper_7b", "paper_7b_served")}
 NEEDS_VLLM = set() if importlib.util.find_spec("vllm") else {("rollout", "vllm"), ("rollout", "vllm_server")}
 
 

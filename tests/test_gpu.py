@@ -13,7 +13,7 @@ from trl import RLOOTrainer
 from ablate.names import TAG_DEVICE
 from ablate.train import run, training_args
 from tests.diagnostics import test_eos_gradient as eos_check
-from tests.helpers import FAST, compose_train, sweep, write_study
+from tests.helpers import FAST, compose_train, output, sweep, write_study
 
 pytestmark = pytest.mark.gpu
 
@@ -62,3 +62,24 @@ def test_the_sweep_pins_one_gpu_per_trial(tmp_path):
     assert len(devices) == 2 and all(d.startswith("cuda:0 (CUDA_VISIBLE_DEVICES=") for d in devices)
     pinned = sorted(d.split("=")[1].rstrip(")") for d in devices)
     assert pinned == sorted(str(gpus[i % len(gpus)]) for i in range(2)), json.dumps(devices)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (.[gpu])")
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="a managed server needs a GPU of its own")
+def test_a_sweep_serves_its_trials_from_a_vllm_server_it_starts_and_stops(tmp_path):
+    served = [
+        "model=tiny_warm",
+        "rollout=vllm_server",
+        "rollout.managed=true",
+        "rollout.gpu_memory_utilization=0.3",
+    ]
+    study = write_study(tmp_path, grid={"seed": [0, 1]}, overrides=[*FAST[:5], "eval_limit=16", *served])
+    proc = sweep(tmp_path, study, "sweep.workers=1", "sweep.gpus=[0,1]", "sweep.trials_per_worker=2")
+    assert proc.returncode == 0, output(proc)[-3000:]
+    runs = runs_of(tmp_path, "tags.`ablate.role` = 'trial'")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.tags[TAG_DEVICE] == "cuda:0 (CUDA_VISIBLE_DEVICES=0)" for r in runs)  # GPU 1 serves
+    logs = sorted((tmp_path / "runs/sweeps/tiny/logs").glob("vllm*.log"))
+    assert [p.name for p in logs] == ["vllm0.log"]  # one server for both trials of the worker
+    logs = sorted((tmp_path / "runs/sweeps/tiny").glob("*/train_log.csv"))
+    assert len(logs) == 2 and all((pd.read_csv(p)["completions/mean_length"] > 0).all() for p in logs)

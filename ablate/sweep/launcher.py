@@ -48,6 +48,7 @@ from ablate.names import (
 )
 from ablate.sweep.pool import WorkerPool, visible_gpus, worker_env
 from ablate.sweep.results import complete, describe, format_table, results_table, summary_metrics
+from ablate.sweep.serve import Servers, check_managed
 from ablate.sweep.storage import (
     DONE,
     LIVE,
@@ -98,6 +99,14 @@ def check_configs(cfg: DictConfig, cells: list[dict[str, Any]]) -> DictConfig:
         for trial in trials:
             launch.check(trial.launch, cuda=bool(gpus))
     return base
+
+
+def managed_servers(cfg: DictConfig, base: DictConfig, sweep_dir: Path) -> Servers | None:
+    """The study's vLLM servers when ``rollout.managed=true`` (checked now, started by the pool)."""
+    gpus = visible_gpus(cfg.sweep.gpus) if base.rollout.get("managed", False) else []
+    if not check_managed(cfg, base, gpus):
+        return None
+    return Servers(base, gpus, cfg.sweep.devices_per_trial, sweep_dir / "logs")
 
 
 def parent_run(
@@ -197,11 +206,12 @@ def run_sweep(cfg: DictConfig) -> int:
     """Run (or resume) the study; return 0 when every cell / trial completed, else 1."""
     cells = grid_cells(cfg) if cfg.grid else []
     base = check_configs(cfg, cells)
+    name = cfg.sweep.name
+    sweep_dir = Path(cfg.sweep.dir or f"runs/sweeps/{name}")
+    servers = managed_servers(cfg, base, sweep_dir)
     tracking: TrackingConfig = instantiate(base.tracking)
     experiment_id = ensure_experiment(tracking)  # fails fast, naming the URI, if a server is down
     storage_url = storage_url_of(cfg, tracking)
-    name = cfg.sweep.name
-    sweep_dir = Path(cfg.sweep.dir or f"runs/sweeps/{name}")
     on_stale = RetryAndMarkRun(cfg.sweep.max_retry, tracking.uri)
     storage = get_storage(storage_url, cfg.sweep.heartbeat_s, cfg.sweep.grace_s, on_stale)
     study, created = open_study(cfg, storage, create=True)
@@ -227,7 +237,7 @@ def run_sweep(cfg: DictConfig) -> int:
     }
     client = MlflowClient(tracking.uri)
     try:
-        WorkerPool(cfg, study, spec, on_stale).run()
+        WorkerPool(cfg, study, spec, on_stale, servers).run()
     except BaseException as err:
         client.set_tag(run_id, TAG_ERROR, f"{type(err).__name__}: {err}"[:5000])
         client.set_terminated(run_id, status="KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ablate.names import ATTR_WORKER
 from ablate.sweep.results import complete, describe
+from ablate.sweep.serve import SERVER_OVERRIDES, Servers, slot_gpus
 from ablate.sweep.storage import DONE, LIVE, RetryAndMarkRun, retrying, worker_ident
 from ablate.sweep.study import grid_cells
 
@@ -39,16 +40,17 @@ def visible_gpus(gpus: list[int] | None) -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
-def worker_env(slot: int, workers: int, gpus: list[int] | None, devices: int = 1) -> dict[str, str]:
+def worker_env(
+    slot: int, workers: int, gpus: list[int] | None, devices: int = 1, server_devices: int = 0
+) -> dict[str, str]:
     """``devices`` GPUs per trial process when there are GPUs (whole groups, slots beyond them share
-    one again); else none, and the CPU threads shared between the workers' processes."""
+    one again; a managed server's ``server_devices`` end each group); else none, and the CPU
+    threads shared between the workers' processes."""
     env = dict(os.environ)
     gpus = visible_gpus(gpus)
     if gpus:
-        if devices > len(gpus):
-            raise ValueError(f"sweep.devices_per_trial={devices}, but only {len(gpus)} GPU(s): {gpus}")
-        group = slot % (len(gpus) // devices)
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus[group * devices : (group + 1) * devices]))
+        trial, _ = slot_gpus(slot, gpus, devices, server_devices)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, trial))
     else:
         env["CUDA_VISIBLE_DEVICES"] = ""  # sweep.gpus=[] on a GPU machine: trials on the CPU, as asked
         if "OMP_NUM_THREADS" not in env:
@@ -69,8 +71,12 @@ class Worker:
 class WorkerPool:
     """Keeps ``sweep.workers`` trial processes busy until the study is done."""
 
-    def __init__(self, cfg: DictConfig, study: optuna.Study, spec: dict[str, Any], on_stale: RetryAndMarkRun):
-        self.cfg, self.study, self.spec, self.on_stale = cfg, study, spec, on_stale
+    def __init__(
+        self, cfg: DictConfig, study: optuna.Study, spec: dict[str, Any], on_stale: RetryAndMarkRun,
+        servers: Servers | None = None,
+    ):  # fmt: skip
+        """``servers``: the vLLM servers of ``rollout.managed=true``, one per slot, stopped with the pool."""
+        self.cfg, self.study, self.spec, self.on_stale, self.servers = cfg, study, spec, on_stale, servers
         self.total = len(grid_cells(cfg)) if cfg.grid else cfg.n_trials
         self.workers: dict[int, Worker] = {}
         self.started = 0
@@ -82,13 +88,17 @@ class WorkerPool:
     def spawn(self, slot: int) -> None:
         self.started += 1
         path = self.logs / f"worker{slot}_{self.started:04d}.log"
+        spec, served = self.spec, 0
+        if self.servers is not None:
+            spec = spec | {SERVER_OVERRIDES: self.servers.for_slot(slot).overrides()}
+            served = self.servers.rollout.devices
+        env = worker_env(slot, self.cfg.sweep.workers, self.gpus, self.cfg.sweep.devices_per_trial, served)
         with open(path, "w") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ablate.sweep.trial"],
-                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,
-                env=worker_env(slot, self.cfg.sweep.workers, self.gpus, self.cfg.sweep.devices_per_trial),
+                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
             )  # fmt: skip
-        proc.stdin.write(json.dumps(self.spec))  # on stdin: storage URLs may hold passwords
+        proc.stdin.write(json.dumps(spec))  # on stdin: storage URLs may hold passwords
         proc.stdin.close()
         self.workers[slot] = Worker(proc, path)
 
@@ -199,3 +209,5 @@ class WorkerPool:
             raise
         finally:
             bar.close()
+            if self.servers is not None:
+                self.servers.stop()

@@ -42,6 +42,7 @@ from ablate.names import (
     TAG_TRIAL_NUMBER,
     TRIAL_OUTCOME,
 )
+from ablate.sweep.serve import SERVER_OVERRIDES
 from ablate.sweep.storage import (
     DONE,
     LIVE,
@@ -169,7 +170,9 @@ class Objective:
 
         output_dir = f"{self.spec['dir']}/{run_name(trial.number, params)}"
         retrying(lambda: trial.set_user_attr(ATTR_OUTPUT_DIR, output_dir))
-        overrides = [*trial_overrides(self.cfg, params), f"output_dir='{output_dir}'"]  # quoted: '=' in names
+        served = self.spec.get(SERVER_OVERRIDES, [])  # this worker's vLLM server (rollout.managed=true)
+        # output_dir quoted: run names hold '='
+        overrides = [*trial_overrides(self.cfg, params), *served, f"output_dir='{output_dir}'"]
         if self.cfg.sweep.devices_per_trial > 1:
             return self.train_ranks(trial, params, overrides)
         cfg, choices = compose_with_choices(overrides)
