@@ -9,6 +9,7 @@ the questions) and prints the agreement table and the metrics under each (see do
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from ablate import launch, metrics
 from ablate.names import COUNT, METRICS, eval_key, label
 
 if TYPE_CHECKING:
+    from ablate.generation import Generate
     from ablate.verify import Verifier
 
 PREDICTION_COLUMNS = ("id", "exam_id", "value", "answer", "completion", "correct", "credit", "length")
@@ -36,9 +38,13 @@ def predict(
     max_new_tokens: int,
     batch_size: int = 32,
     sample: bool = False,
+    generate: Generate | None = None,
 ) -> pd.DataFrame:
     """Greedy completions for ``questions`` (``sample``: sampled at temperature 1, as RL samples),
     checked by ``verifier``; one row per question, in the table's order.
+
+    ``generate``: another generator of the completions (the rollout's vLLM engine), called once with
+    every prompt; None: transformers' ``generate`` on ``model``, ``batch_size`` prompts at a time.
 
     ``length`` counts generated tokens up to, not including, the first EOS. ``prompt_ids`` and
     ``completion_ids`` (through the EOS) are kept for diagnostics and not written to predictions.jsonl.
@@ -54,11 +60,15 @@ def predict(
     order = list(range(len(texts)))
     if not sample:
         order.sort(key=lambda i: len(prompt_ids[i]))
+    if generate is None:
+        generate = functools.partial(generate_ids, model)
+    else:
+        batch_size = max(1, len(order))  # one call: the engine batches, and every rank calls it once
     generated: list[list[int]] = [[] for _ in order]
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        batch = generate_ids(
-            model, [prompt_ids[i] for i in chunk], max_new_tokens, stops, tokenizer.pad_token_id, sample
+        batch = generate(
+            [prompt_ids[i] for i in chunk], max_new_tokens, stops, tokenizer.pad_token_id, sample
         )
         for i, ids in zip(chunk, batch, strict=True):
             generated[i] = ids
@@ -91,12 +101,14 @@ def evaluate_policy(
     verifier: Verifier,
     max_new_tokens: int,
     batch_size: int,
+    generate: Generate | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame]:
     """Greedy predictions, their summary metrics and length by value bucket; the model is left in
     the mode (training or not) it was in. Split across the ranks of a multi-process run."""
     was_training = model.training
     # In a multi-process run each rank answers its share of the questions and all get the whole table.
-    part = predict(model, tokenizer, launch.shard(questions), verifier, max_new_tokens, batch_size)
+    mine = launch.shard(questions)
+    part = predict(model, tokenizer, mine, verifier, max_new_tokens, batch_size, generate=generate)
     predictions = launch.gathered(part, questions["id"])
     model.train(was_training)
     return predictions, metrics.summary(predictions), metrics.length_by_value_bucket(predictions)

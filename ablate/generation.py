@@ -10,10 +10,15 @@ made during decoding).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+# A generator of completions: (prompt ids, max new tokens, stop ids, pad id, sample) -> completion ids,
+# each through its first stop token (``generate_ids`` on a model, or a rollout's vLLM engine).
+Generate = Callable[[list[list[int]], int, list[int], int, bool], list[list[int]]]
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -102,11 +107,17 @@ def generate_ids(
         eos_token_id=stops,
         pad_token_id=pad_id,
     )
-    completions = []
-    for row in out[:, ids.shape[1] :].tolist():
-        end = next((i for i, t in enumerate(row) if t in stops), len(row) - 1)
-        completions.append(row[: end + 1])
-    return completions
+    return [cut_at_stop(row, stops) for row in out[:, ids.shape[1] :].tolist()]
+
+
+def cut_at_stop(row: list[int], stops: list[int]) -> list[int]:
+    """``row`` through its first stop token (all of it when it has none).
+
+    >>> cut_at_stop([5, 6, 1, 0, 0], stops=[1])
+    [5, 6, 1]
+    """
+    end = next((i for i, t in enumerate(row) if t in stops), len(row) - 1)
+    return row[: end + 1]
 
 
 @torch.no_grad()

@@ -9,13 +9,24 @@ loss and the diagnostics are the same whichever it is; only the sampler of the c
 {'use_vllm': False}
 >>> HFRollout(seed_per_row=True).trainer_class(object).__name__
 'object'
+>>> HFRollout().generator(trainer=None) is None  # evaluations by transformers' generate on the policy
+True
 """
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ablate import launch
+
+if TYPE_CHECKING:
+    from ablate.generation import Generate
+
+# An evaluation through the rollout's engine samples with nothing but its temperature (0: greedy), as
+# transformers' generate does in ablate's evaluations.
+PLAIN = {"top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
 
 
 class Rollout:
@@ -28,6 +39,10 @@ class Rollout:
     def trainer_class(self, trainer_cls: type) -> type:
         """The trainer class this rollout trains with (the algorithm's, unless it adds to it)."""
         return trainer_cls
+
+    def generator(self, trainer: Any) -> Generate | None:
+        """What generates the evaluations' completions (None: transformers' ``generate`` on the policy)."""
+        return None
 
 
 @dataclass
@@ -50,6 +65,13 @@ class HFRollout(Rollout):
 @dataclass
 class NeedsVLLM(Rollout):
     """A rollout by vLLM: refused, in one line, where vLLM is not installed."""
+
+    # the greedy evaluations by this engine too (the same prompts and token cap; the EOS trajectories are
+    # teacher-forced on the policy either way); False: by transformers' generate on the policy
+    evaluate: bool = False
+
+    def generator(self, trainer: Any) -> Generate | None:
+        return vllm_generator(trainer) if self.evaluate else None
 
     def __post_init__(self) -> None:
         if importlib.util.find_spec("vllm") is None:
@@ -113,3 +135,29 @@ class VLLMServerRollout(NeedsVLLM):
             "vllm_group_port": self.group_port,
             "vllm_server_timeout": self.timeout_s,
         }
+
+
+def vllm_generator(trainer: Any) -> Generate:
+    """Completions by the trainer's vLLM engine (TRL's ``VLLMGeneration``, colocated or a server) from
+    the policy as it is now; every rank calls it once per evaluation, with its share of the prompts."""
+    from ablate.generation import cut_at_stop
+
+    def generate(prompts: list[list[int]], max_new_tokens: int, stops: list[int], pad_id: int, sample: bool):
+        engine = trainer.vllm_generation
+        if trainer.state.global_step != trainer._last_loaded_step:  # as TRL does before it samples
+            engine.sync_weights()
+            trainer._last_loaded_step = trainer.state.global_step
+        # TRL's call is collective and hands each rank an equal slice back: every rank sends one size
+        size = max(launch.merge(len(prompts)))
+        padded = prompts + (prompts[:1] or [[pad_id]]) * (size - len(prompts))
+        settings = PLAIN | {"temperature": 1.0 if sample else 0.0, "max_completion_length": max_new_tokens,
+                            "generation_kwargs": {"stop_token_ids": stops}}  # fmt: skip
+        saved = {key: getattr(engine, key) for key in settings}
+        vars(engine).update(settings)
+        try:
+            _, completions, _, _ = engine.generate(padded, None, 1)
+        finally:
+            vars(engine).update(saved)
+        return [cut_at_stop(list(ids), stops) for ids in completions[: len(prompts)]]
+
+    return generate

@@ -38,6 +38,7 @@ from ablate.evaluate import (
     format_metrics,
     write_predictions,
 )
+from ablate.generation import Generate
 from ablate.models import load_model, peft_config
 from ablate.names import (
     BUCKETS,
@@ -177,9 +178,11 @@ class Evaluator(TrainerCallback):
         verifier: Any,
         run: TrackedRun,
         on_eval: Callable[[int, dict[str, float]], None] | None = None,
+        generate: Generate | None = None,
     ):
+        """``generate``: what answers the questions (a rollout's engine; None: the policy's ``generate``)."""
         self.cfg, self.tokenizer, self.verifier, self.run = cfg, tokenizer, verifier, run
-        self.questions, self.on_eval = questions, on_eval
+        self.questions, self.on_eval, self.generate = questions, on_eval, generate
         self.stopped: Exception | None = None  # what on_eval raised, re-raised once training has stopped
         self.start_stops: pd.DataFrame | None = None  # pi(stop) per answer line before training
 
@@ -215,7 +218,7 @@ class Evaluator(TrainerCallback):
         """Predictions, their summary metrics and length by value bucket, logged at ``step``."""
         predictions, summary, buckets = evaluate_policy(
             model, self.tokenizer, self.questions, self.verifier, self.cfg.max_completion_length,
-            self.cfg.eval_batch_size,
+            self.cfg.eval_batch_size, self.generate,
         )  # fmt: skip
         self.run.log_metrics(eval_metrics(summary, buckets), step=step)
         return predictions, summary, buckets
@@ -396,7 +399,8 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
         tracked.log_config(cfg, text)
         tracked.log_params(picked)  # the group choices as params too: the compare view groups by them
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
-        evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval)
+        generate = instantiate(cfg.rollout).generator(trainer)
+        evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval, generate)
         fit(trainer, evaluator, tracked, cfg.console_every)
         summary, buckets = write_outputs(cfg, trainer, tokenizer, evaluator, tracked)
     if not main:

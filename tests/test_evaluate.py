@@ -1,12 +1,17 @@
+import functools
 import json
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+from hydra.utils import instantiate
 
-from ablate.evaluate import evaluate_file, main, write_predictions
+from ablate.evaluate import evaluate_file, main, predict, write_predictions
+from ablate.generation import generate_ids
+from ablate.models import load_model
 from tests.conftest import FIXTURES
+from tests.helpers import FAST, compose_train
 from tests.test_metrics import FIVE
 from tests.verify.judge_server import JudgeServer
 
@@ -155,3 +160,24 @@ def test_rejudge_bad_input_names_what_to_fix(tmp_path):
         ValueError, match=r"p\.jsonl: 4 ids not in the data config's questions, e\.g\. \['q1'"
     ):
         main(["--predictions", str(path), "--rejudge", "verifier=default", *data])
+
+
+def test_another_generator_answers_every_question_in_one_call_and_gives_the_same_table():
+    cfg = compose_train(*FAST, "eval_limit=null")
+    questions = instantiate(cfg.data).load().query("split == 'test'").head(20)
+    model, tokenizer = load_model(instantiate(cfg.model))
+    verifier = instantiate(cfg.verifier)
+    calls = []
+
+    def engine(prompts, max_new_tokens, stops, pad_id, sample):  # the same decoder, 4 prompts a batch
+        calls.append([len(p) for p in prompts])
+        step = functools.partial(
+            generate_ids, model, max_new_tokens=max_new_tokens, stops=stops, pad_id=pad_id
+        )
+        return [ids for i in range(0, len(prompts), 4) for ids in step(prompts[i : i + 4], sample=sample)]
+
+    default = predict(model, tokenizer, questions, verifier, 12, batch_size=4)
+    engined = predict(model, tokenizer, questions, verifier, 12, batch_size=4, generate=engine)
+    assert len(calls) == 1 and len(calls[0]) == 20 and calls[0] == sorted(calls[0])  # once, shortest first
+    pd.testing.assert_frame_equal(engined, default)
+    assert default["length"].sum() > 0
