@@ -6,8 +6,12 @@
    the same tokens (greedy and sampled with the same seed) and the time of each, at the evaluation's
    batch of 64 and on all 628 test questions of ``experiment=repro_cpu``.
 3. ``--compile``: ``torch.compile`` of the decode step on a static cache (compile time, then per token).
+4. ``--attention``: one decode step's attention over a KV cache of the rollouts' size (batch 32, 113
+   cached positions, 4 layers' caches in turn, as a step reads them): SDPA, plain matmuls, and a fused
+   kernel ``torch.compile`` writes from elementwise ops, with the KV bytes a second each reads, against
+   what a plain sum reads a second from memory of the same size.
 
-    OMP_NUM_THREADS=1 python bench/decode_cost.py [--compile]
+    OMP_NUM_THREADS=1 python bench/decode_cost.py [--compile] [--attention]
 """
 
 from __future__ import annotations
@@ -86,11 +90,63 @@ def timed(fn, *args):
     return out, time.perf_counter() - start
 
 
+def attention_cost(repeats: int = 60) -> None:
+    """Section 4: decode attention, per layer, with 4 layers' KV caches read in turn."""
+    import torch.nn.functional as F
+
+    batch, heads, cached, dim = 32, 4, 113, 32
+    caches = [(torch.randn(batch, heads, cached + 18, dim)[:, :, :cached],
+               torch.randn(batch, heads, cached + 18, dim)[:, :, :cached]) for _ in range(4)]  # fmt: skip
+    q = torch.randn(batch, heads, 1, dim)
+    keep = torch.ones(batch, 1, 1, cached, dtype=torch.bool)
+    keep[: batch // 4, ..., :4] = False  # left padding of some rows
+    bias = torch.zeros(batch, 1, 1, cached).masked_fill(~keep, float("-inf"))
+
+    def sdpa(k, v):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+
+    def matmul(k, v):
+        return torch.matmul(torch.matmul(q, k.transpose(-1, -2)).mul_(dim**-0.5).add_(bias).softmax(-1), v)
+
+    def elementwise(q, k, v, bias):
+        scores = (q * k).sum(-1, keepdim=True) * dim**-0.5 + bias.transpose(-1, -2)
+        return (scores.softmax(-2) * v).sum(-2, keepdim=True)
+
+    start = time.perf_counter()
+    fused = torch.compile(elementwise, dynamic=False)
+    fused(q, *caches[0], bias)
+    print(f"4. decode attention, batch {batch}, {cached} cached positions (compiling the fused kernel: "
+          f"{time.perf_counter() - start:.1f} s):")  # fmt: skip
+    ref = sdpa(*caches[0])
+    kv_bytes = 2 * caches[0][0].numel() * 4
+    ways = {"sdpa": sdpa, "matmul": matmul, "fused (compiled)": lambda k, v: fused(q, k, v, bias)}
+    for name, fn in ways.items():
+        err = (fn(*caches[0]) - ref).abs().max().item()
+        seconds = []
+        for _ in range(repeats):
+            for k, v in caches:
+                t = time.perf_counter()
+                fn(k, v)
+                seconds.append(time.perf_counter() - t)
+        median = sorted(seconds)[len(seconds) // 2]
+        print(f"   {name:16s} {1e6 * median:7.1f} us a layer, {kv_bytes / median / 1e9:5.1f} GB/s of KV "
+              f"(max |diff| from sdpa {err:.1e})")  # fmt: skip
+    block = torch.randn(kv_bytes)  # 4 layers' KV bytes, as float32
+    t = time.perf_counter()
+    for _ in range(20):
+        block.sum()
+    rate = 20 * block.numel() * 4 / (time.perf_counter() - t) / 1e9
+    print(f"   a plain sum over the 4 layers' KV bytes: {rate:.1f} GB/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the decode step")
+    parser.add_argument("--attention", action="store_true", help="only section 4: decode attention")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.attention:
+        return attention_cost()
     cfg = compose(["experiment=repro_cpu"])
     model, tokenizer = load_model(instantiate(cfg.model, _convert_="all"))
     model.eval()
