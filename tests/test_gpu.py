@@ -76,13 +76,13 @@ def test_a_sweep_serves_its_trials_from_a_vllm_server_it_starts_and_stops(tmp_pa
         "rollout.gpu_memory_utilization=0.3",
     ]
     study = write_study(tmp_path, grid={"seed": [0, 1]}, overrides=[*FAST[:5], "eval_limit=16", *served])
-    proc = sweep(tmp_path, study, "sweep.workers=1", "sweep.gpus=[0,1]", "sweep.trials_per_worker=2")
+    proc = sweep(tmp_path, study, "sweep.workers=1", "sweep.gpus=[0,1]")
     assert proc.returncode == 0, output(proc)[-3000:]
     runs = runs_of(tmp_path, "tags.`ablate.role` = 'trial'")
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.tags[TAG_DEVICE] == "cuda:0 (CUDA_VISIBLE_DEVICES=0)" for r in runs)  # GPU 1 serves
     logs = sorted((tmp_path / "runs/sweeps/tiny/logs").glob("vllm*.log"))
-    assert [p.name for p in logs] == ["vllm0.log"]  # one server for both trials of the worker
+    assert [p.name for p in logs] == ["vllm0_0001.log", "vllm0_0002.log"]  # a server for each worker
     logs = sorted((tmp_path / "runs/sweeps/tiny").glob("*/train_log.csv"))
     assert len(logs) == 2 and all((pd.read_csv(p)["completions/mean_length"] > 0).all() for p in logs)
 

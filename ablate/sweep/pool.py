@@ -75,7 +75,7 @@ class WorkerPool:
         self, cfg: DictConfig, study: optuna.Study, spec: dict[str, Any], on_stale: RetryAndMarkRun,
         servers: Servers | None = None,
     ):  # fmt: skip
-        """``servers``: the vLLM servers of ``rollout.managed=true``, one per slot, stopped with the pool."""
+        """``servers``: the vLLM servers of ``rollout.managed=true``, one per worker process."""
         self.cfg, self.study, self.spec, self.on_stale, self.servers = cfg, study, spec, on_stale, servers
         self.total = len(grid_cells(cfg)) if cfg.grid else cfg.n_trials
         self.workers: dict[int, Worker] = {}
@@ -90,7 +90,8 @@ class WorkerPool:
         path = self.logs / f"worker{slot}_{self.started:04d}.log"
         spec, served = self.spec, 0
         if self.servers is not None:
-            spec = spec | {SERVER_OVERRIDES: self.servers.for_slot(slot).overrides()}
+            server = self.servers.start(slot, f"vllm{slot}_{self.started:04d}")
+            spec = spec | {SERVER_OVERRIDES: server.overrides()}
             served = self.servers.rollout.devices
         env = worker_env(slot, self.cfg.sweep.workers, self.gpus, self.cfg.sweep.devices_per_trial, served)
         with open(path, "w") as out:
@@ -113,6 +114,8 @@ class WorkerPool:
             if code is None:
                 continue
             del self.workers[slot]
+            if self.servers is not None:
+                self.servers.stop(slot)
             if code == 0:
                 self.crashes = 0
                 continue

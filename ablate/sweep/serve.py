@@ -1,11 +1,11 @@
 """vLLM servers a sweep starts for its workers (``rollout=vllm_server rollout.managed=true``).
 
-A server holds one policy's weights (each trial pushes its own into it), so each worker slot gets a
-server of its own: on the last ``rollout.devices`` GPUs of the slot's group, the trial's ranks on
-the others, its HTTP and weight-transfer (NCCL) ports free ports of this machine, so no two workers
-collide. A server lives as long as the sweep (its workers come and go; each trial loads its weights
-at its first step, as TRL does after every optimizer step), is started again if it dies, and is
-stopped with the sweep.
+A server holds one policy's weights (its trial pushes them in before each generation, as TRL does)
+and one trainer's weight-transfer group, so each worker process (one trial: ``sweep.trials_per_worker``
+must be 1) gets a server of its own: on the last ``rollout.devices`` GPUs of its slot's group, the
+trial's ranks on the others, on free HTTP and weight-transfer (NCCL) ports of this machine, so no two
+workers collide. It is started, and healthy, before its worker, and stopped when the worker exits
+(a crashed trial leaves nothing behind for the next one) or the sweep ends.
 
 >>> slot_gpus(1, gpus=[0, 1, 2, 3, 4, 5, 6, 7], devices=3, server_devices=1)
 ([4, 5, 6], [7])
@@ -61,6 +61,11 @@ def check_managed(cfg: Any, base: Any, gpus: list[int]) -> bool:
         raise ValueError(
             f"study {cfg.sweep.name}: rollout.managed=true serves one model to the whole sweep, so {varied} "
             "cannot vary; run one study per value"
+        )
+    if cfg.sweep.trials_per_worker != 1:
+        raise ValueError(
+            f"study {cfg.sweep.name}: rollout.managed=true starts a server per worker process, which takes "
+            f"one trial's weight transfers; set sweep.trials_per_worker=1 (not {cfg.sweep.trials_per_worker})"
         )
     check_slots(cfg.sweep.workers, gpus, cfg.sweep.devices_per_trial, base.rollout.devices)
     return True
@@ -157,7 +162,7 @@ def start_server(command: list[str], port: int, group_port: int, gpus: list[int]
 
 
 class Servers:
-    """The managed servers of a sweep, one per worker slot, started when a slot first needs one."""
+    """The managed servers of a sweep: one for each worker process, on its slot's GPUs."""
 
     def __init__(
         self, base: Any, gpus: list[int], devices: int, log_dir: Path,
@@ -171,23 +176,24 @@ class Servers:
         self.command = command
         self.running: dict[int, Server] = {}
 
-    def for_slot(self, slot: int) -> Server:
-        """The slot's server, healthy: started now if it has none, or if its server died."""
-        server = self.running.get(slot)
-        if server is not None and server.alive():
-            return server
+    def start(self, slot: int, name: str) -> Server:
+        """A fresh server for the worker about to start in ``slot``, healthy (log ``<name>.log``)."""
+        self.stop(slot)
         taken = {p for s in self.running.values() for p in (s.port, s.group_port)}
         port = free_port(taken)
         group_port = free_port(taken | {port})
         _, gpus = slot_gpus(slot, self.gpus, self.devices, self.rollout.devices)
-        server = start_server(self.command(port), port, group_port, gpus, self.log_dir / f"vllm{slot}.log")
+        server = start_server(self.command(port), port, group_port, gpus, self.log_dir / f"{name}.log")
         self.running[slot] = server
         server.wait_healthy(self.rollout.timeout_s)
         return server
 
-    def stop(self) -> None:
-        for server in self.running.values():
-            server.stop()
+    def stop(self, slot: int | None = None) -> None:
+        """Stop the server of ``slot`` (its worker has exited), or every server (None)."""
+        for key in [slot] if slot is not None else list(self.running):
+            server = self.running.pop(key, None)
+            if server is not None:
+                server.stop()
 
 
 def instantiate_model(node: Any) -> Any:

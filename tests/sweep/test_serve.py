@@ -81,6 +81,10 @@ def test_managed_servers_are_refused_where_they_cannot_work():
         check_managed(study(**{"model.name_or_path": ["a", "b"], "reward": ["rlev"]}), base, [0, 1])
     with pytest.raises(ValueError, match=r"only 0 GPU\(s\)"):
         check_managed(study(), base, [])
+    several = study()
+    several.sweep.trials_per_worker = 2
+    with pytest.raises(ValueError, match=r"set sweep.trials_per_worker=1 \(not 2\)"):
+        check_managed(several, base, [0, 1])
 
 
 def test_the_server_command_is_trl_s_vllm_serve_with_the_rollout_s_settings():
@@ -108,25 +112,25 @@ def test_a_trial_of_a_managed_sweep_talks_to_its_worker_s_server_and_starts_none
         VLLMServerRollout(managed=True)  # ablate train rollout.managed=true: refused before anything loads
 
 
-def test_each_slot_gets_its_own_server_ports_and_gpus_and_a_dead_one_is_restarted(tmp_path):
+def test_each_worker_gets_a_server_of_its_own_ports_and_gpus_and_it_goes_with_the_worker(tmp_path):
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN)
     servers = Servers(compose(MANAGED), [0, 1, 2, 3], 1, tmp_path / "logs",
                       command=lambda port: [sys.executable, str(script), str(port)])  # fmt: skip
     try:
-        first, second = servers.for_slot(0), servers.for_slot(1)
+        first, second = servers.start(0, "vllm0_0001"), servers.start(1, "vllm1_0002")
         assert len({first.port, first.group_port, second.port, second.group_port}) == 4
         envs = [json.loads(get(s.port, "/env")) for s in (first, second)]
         assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["1", "3"]  # the last GPU of each group
         assert all(e[k] == v for e in envs for k, v in SERVER_ENV.items())
-        assert servers.for_slot(0) is first  # alive: kept for the slot's next worker
-        first.proc.kill()
-        first.proc.wait()
-        again = servers.for_slot(0)
-        assert again is not first and again.alive() and get(again.port, "/health") == b"ok"
+        assert (tmp_path / "logs/vllm1_0002.log").exists()
+        servers.stop(0)  # its worker exited
+        assert not first.alive() and second.alive()
+        again = servers.start(0, "vllm0_0003")  # the slot's next worker: a fresh server
+        assert again.alive() and get(again.port, "/health") == b"ok" and again.gpus == [1]
     finally:
         servers.stop()
-    assert not any(s.alive() for s in (first, second, again))
+    assert not any(s.alive() for s in (first, second, again)) and not servers.running
     with pytest.raises(OSError):
         get(second.port, "/health")
 
@@ -137,4 +141,4 @@ def test_a_server_that_dies_at_start_fails_with_its_log(tmp_path):
     with pytest.raises(
         RuntimeError, match=r"(?s)vLLM server on GPUs \[1\] exited \(3\):.*CUDA out of memory"
     ):
-        servers.for_slot(0)
+        servers.start(0, "vllm0_0001")
