@@ -41,7 +41,11 @@ log = logging.getLogger(__name__)
 STYLES = tuple(PER_LINE)  # the synthetic exams' styles; a loader's own are ``data.styles``
 # Warm starts shipped with the repository (tests/test_warmstart.py retrains them to the same weights).
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
+# The shipped checks warm starts were trained with torch's AVX2 kernels: with this environment an x86 CPU
+# of AVX2 or more trains them again bit for bit where its ``numerics`` fingerprint matches theirs.
+SHIPPED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2"}
 written_style = SyntheticExams.written_style
+NUMERICS = "numerics"  # the report's key for the trainer's ``ablate.numerics.fingerprint()``
 
 
 def solution(terms: list[int], style: str) -> str:
@@ -116,7 +120,7 @@ def warm_start(cfg: WarmStartConfig, out: Path) -> dict[str, float]:
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from ablate import metrics
+    from ablate import metrics, numerics
     from ablate.evaluate import predict
     from ablate.models import load_model
     from ablate.verify import Verifier
@@ -169,6 +173,7 @@ def warm_start(cfg: WarmStartConfig, out: Path) -> dict[str, float]:
         "sft_rows": len(train),
         "sampled_by_style": sampled,
         "config": asdict(cfg),
+        NUMERICS: numerics.fingerprint(),  # where the same seeds train these weights bit for bit
     }
     if "stop_text" in held_out:  # a task with a stopping decision: pi(stop) after each answer line
         from ablate.diagnostics.stopping import stop_probabilities

@@ -14,7 +14,9 @@ import pytest
 from ablate.data.synthetic import SyntheticExams
 from ablate.models import TinyModelConfig, load_model
 from ablate.warmstart import (
+    NUMERICS,
     SHIPPED,
+    SHIPPED_KERNELS,
     STYLES,
     WarmStartConfig,
     sft_dataset,
@@ -177,9 +179,10 @@ cfg = instantiate(compose_train(f"model={model}", f"model.cache_dir={out}").mode
 @pytest.fixture(scope="module")
 def retraining(tmp_path_factory) -> Iterator[dict[str, tuple[subprocess.Popen, Path]]]:
     """Every shipped checks warm start retrained from scratch at once, a process and a thread each
-    (the same weights as on 2 threads: the SFT's reductions do not depend on the thread count)."""
+    (the same weights as on 2 threads: the SFT's reductions do not depend on the thread count), with the
+    vector kernels they were trained with (torch's AVX-512 ones round otherwise)."""
     runs = {}
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **SHIPPED_KERNELS, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     for model in RETRAINED:
         out = tmp_path_factory.mktemp(model)
         with open(out / "log.txt", "w") as log:  # the process keeps its own handle
@@ -195,8 +198,9 @@ def retraining(tmp_path_factory) -> Iterator[dict[str, tuple[subprocess.Popen, P
 @pytest.mark.slow
 @pytest.mark.parametrize("model", RETRAINED)
 def test_the_shipped_checks_warm_start_is_what_the_command_trains(model, retraining):
-    """Training the warm start from scratch gives the shipped weights and numbers (about 10 minutes,
-    both models at once)."""
+    """Training the warm start from scratch gives the shipped weights and numbers bit for bit where the
+    machine's kernels round as the trainer's did (the same ``ablate.numerics`` fingerprint), and the same
+    warm start up to retraining noise elsewhere (about 10 minutes, both models at once)."""
     import torch
     from hydra.utils import instantiate
     from safetensors.torch import load_file
@@ -207,15 +211,34 @@ def test_the_shipped_checks_warm_start_is_what_the_command_trains(model, retrain
     assert proc.wait(timeout=3600) == 0, (out / "log.txt").read_text()[-3000:]
     cfg = instantiate(compose_train(f"model={model}").model, _convert_="all")
     shipped = SHIPPED / f"warm-{cfg.key()}"
+    report, expected = (json.loads((path / name).read_text()) for path, name in
+                        ((out, "report.json"), (shipped, "warmstart.json")))  # fmt: skip
+    assert sorted(p.name for p in (out / "trained").iterdir()) == sorted(p.name for p in shipped.iterdir())
+    if report[NUMERICS] != expected[NUMERICS]:
+        print(f"{model}: this machine rounds otherwise ({report[NUMERICS]}, the shipped weights' "
+              f"{expected[NUMERICS]}): compared up to retraining noise, not bit for bit")  # fmt: skip
+        like_the_shipped(report, expected)
+        return
     ours, theirs = load_file(out / "trained" / "model.safetensors"), load_file(shipped / "model.safetensors")
     assert ours.keys() == theirs.keys()
     for name, tensor in ours.items():
         assert torch.equal(tensor, theirs[name]), name
-    report, expected = (json.loads((path / name).read_text()) for path, name in
-                        ((out, "report.json"), (shipped, "warmstart.json")))  # fmt: skip
     for key in ("acc", "h_acc", "length", "sft_final_loss", "sampled_by_style", "stop_probability"):
         assert report[key] == expected[key], key
-    assert sorted(p.name for p in (out / "trained").iterdir()) == sorted(p.name for p in shipped.iterdir())
+
+
+def like_the_shipped(report: dict[str, Any], expected: dict[str, Any]) -> None:
+    """The same warm start up to the drift of other rounding: the stopping decision RL starts from, the
+    held-out and sampled Acc and the SFT's final loss. Retrained with MKL's other kernels here
+    (``MKL_CBWR=COMPATIBLE``) the two moved by at most 0.011 (pi(stop)), 2.0 and 1.4 points (Acc) and
+    0.7% (loss); the bounds are two to four times that. (Study O's 20-point manipulation check is a
+    property of the shipped checkpoint, tested above, not of every retraining: it passed there by 0.3.)"""
+    for kind, lines in expected["stop_probability"].items():
+        for line, p_stop in lines.items():
+            assert report["stop_probability"][kind][line] == pytest.approx(p_stop, abs=0.03), (kind, line)
+    assert report["acc"] == pytest.approx(expected["acc"], abs=5)
+    assert report["sampled_by_style"]["acc"] == pytest.approx(expected["sampled_by_style"]["acc"], abs=5)
+    assert report["sft_final_loss"] == pytest.approx(expected["sft_final_loss"], rel=0.03)
 
 
 @pytest.mark.parametrize("model", ["tiny_warm", "checks_warm"])
