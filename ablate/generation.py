@@ -75,13 +75,15 @@ class PrefilledCacheMixin:
 
 
 def with_generation_mixins(model: Any) -> Any:
-    """The same model, its class (same name) extended by ``PrefilledCacheMixin`` and
-    ``RowSamplingMixin`` (``ablate.sampling``: no change outside ``sampled_by_rows``)."""
+    """The same model, its class (same name) extended by ``PrefilledCacheMixin``,
+    ``RowSamplingMixin`` (``ablate.sampling``: no change outside ``sampled_by_rows``) and
+    ``LeanDecodeMixin`` (``ablate.decode``: the same logits, a decode step at less cost)."""
+    from ablate.decode import LeanDecodeMixin
     from ablate.sampling import RowSamplingMixin
 
     cls = type(model)
     if not issubclass(cls, PrefilledCacheMixin):
-        bases = (PrefilledCacheMixin, RowSamplingMixin, cls)
+        bases = (PrefilledCacheMixin, RowSamplingMixin, LeanDecodeMixin, cls)
         model.__class__ = type(cls.__name__, bases, {"__module__": cls.__module__})
     return model
 

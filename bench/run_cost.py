@@ -373,6 +373,8 @@ def main() -> None:
                 for name, _, _, root in procs:
                     results[name].append((root, ended[name]))
                     print(f"repeat {i} {name}: {split(root, ended[name])['total']:.1f} s", flush=True)
+                if args.baseline:
+                    print(f"repeat {i} results: {compare_results(*(root for _, _, _, root in procs))}")
             counter = FlopCount(checkpoint(results[next(iter(results))][0][0]))
             for name, runs in results.items():
                 splits = []
@@ -420,6 +422,31 @@ def checkpoint(root: Path) -> str:
 
     model = instantiate(OmegaConf.load(root / "run" / "config.yaml").model, _convert_="all")
     return str(model.checkpoint())
+
+
+def compare_results(baseline: Path, ours: Path) -> str:
+    """Whether two runs logged the same numbers: every metric's whole history in MLflow (training,
+    evaluations, EOS diagnostics; wall-clock ones aside), the final predictions and metrics files."""
+    differ = [name for name in ("predictions.jsonl", "metrics.json")
+              if (baseline / "run" / name).read_bytes() != (ours / "run" / name).read_bytes()]  # fmt: skip
+    a, b = logged(baseline), logged(ours)
+    differ += sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return f"identical ({len(a)} metrics)" if not differ else "differ in " + ", ".join(differ[:8])
+
+
+def logged(root: Path) -> dict[str, list[tuple[int, float]]]:
+    """The run's metric histories in its MLflow store, but for those that time the run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (run,) = [r for r in client.search_runs(experiments) if r.info.run_name != "study"]
+    clock = ("time", "per_second", "runtime")
+    return {
+        key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+        for key in run.data.metrics
+        if not any(c in key for c in clock)
+    }
 
 
 def wait_all(procs: list) -> dict[str, float]:
