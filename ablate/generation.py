@@ -75,15 +75,13 @@ class PrefilledCacheMixin:
 
 
 def with_generation_mixins(model: Any) -> Any:
-    """The same model, its class (same name) extended by ``PrefilledCacheMixin``,
-    ``RowSamplingMixin`` (``ablate.sampling``: no change outside ``sampled_by_rows``) and
-    ``LeanDecodeMixin`` (``ablate.decode``: the same logits, a decode step at less cost)."""
-    from ablate.decode import LeanDecodeMixin
+    """The same model, its class (same name) extended by ``PrefilledCacheMixin`` and
+    ``RowSamplingMixin`` (``ablate.sampling``: no change outside ``sampled_by_rows``)."""
     from ablate.sampling import RowSamplingMixin
 
     cls = type(model)
     if not issubclass(cls, PrefilledCacheMixin):
-        bases = (PrefilledCacheMixin, RowSamplingMixin, LeanDecodeMixin, cls)
+        bases = (PrefilledCacheMixin, RowSamplingMixin, cls)
         model.__class__ = type(cls.__name__, bases, {"__module__": cls.__module__})
     return model
 

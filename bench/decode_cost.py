@@ -1,8 +1,7 @@
 """What one generated token costs the tiny warm start on one CPU thread, and what would change it.
 
-1. The decode forward per batch size (transformers' with SDPA and eager attention, and the lean step
-   of ``ablate.decode``): the cost at batch 1 is per-op overhead, the slope is the work per row (its
-   arithmetic is about 2 FLOP per parameter).
+1. The decode forward per batch size (SDPA and eager attention): the cost at batch 1 is per-op
+   overhead, the slope is the work per row (its arithmetic is about 2 FLOP per parameter).
 2. A decode loop that drops finished rows from the batch and its KV cache against ``generate()``:
    the same tokens (greedy and sampled with the same seed) and the time of each, at the evaluation's
    batch of 64 and on all 628 test questions of ``experiment=repro_cpu``.
@@ -25,23 +24,20 @@ from hydra.utils import instantiate
 from transformers.cache_utils import Cache, StaticCache
 
 from ablate.config import compose
-from ablate.decode import LeanDecodeMixin
 from ablate.evaluate import prompt_text
 from ablate.generation import PrefilledLayer, generate_ids, left_pad, stop_token_ids
 from ablate.models import load_model
 
 
-def per_token(model, batch: int, lean: bool, cached: int = 60, repeats: int = 30) -> float:
-    """A decode step's time by the lean step (``ablate.decode``) or transformers' forward."""
+def per_token(model, batch: int, cached: int = 60, repeats: int = 30) -> float:
     ids = torch.randint(3, 60, (batch, cached))
     layers = model.config.num_hidden_layers
     cache = Cache(layers=[PrefilledLayer(cached + repeats + 1) for _ in range(layers)])
-    forward = model.forward if lean else super(LeanDecodeMixin, model).forward
-    forward(input_ids=ids, cache=cache, use_cache=True)
+    model(input_ids=ids, past_key_values=cache, use_cache=True)
     one = ids[:, -1:]
     start = time.perf_counter()
     for _ in range(repeats):
-        forward(input_ids=one, cache=cache, use_cache=True)
+        model(input_ids=one, past_key_values=cache, use_cache=True)
     return (time.perf_counter() - start) / repeats
 
 
@@ -54,7 +50,7 @@ def compacting_decode(
     batch, width = ids.shape
     pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     cache = Cache(layers=[PrefilledLayer(width + max_new) for _ in range(model.config.num_hidden_layers)])
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
                 logits_to_keep=1)  # fmt: skip
     logits, rows, last = out.logits[:, -1], torch.arange(batch), pos[:, -1:]
     full_mask, stop = torch.cat([mask, mask.new_ones(batch, max_new)], -1), torch.tensor(stops)
@@ -78,7 +74,7 @@ def compacting_decode(
                 layer.key_buffer, layer.value_buffer = layer.key_buffer[keep], layer.value_buffer[keep]
         last = last + 1
         seen = full_mask[rows, : width + t + 1]
-        out = model(input_ids=nxt[:, None], attention_mask=seen, position_ids=last, cache=cache)
+        out = model(input_ids=nxt[:, None], attention_mask=seen, position_ids=last, past_key_values=cache)
         logits = out.logits[:, -1]
     cut = []
     for row in tokens.tolist():
@@ -156,13 +152,13 @@ def main() -> None:
     model.eval()
     torch.set_grad_enabled(False)
     print("1. decode forward, ms per token (and per row):")
-    for way in ("sdpa", "eager", "lean"):
-        model.set_attn_implementation("eager" if way == "eager" else "sdpa")
+    for attention in ("sdpa", "eager"):
+        model.set_attn_implementation(attention)
         cells = []
         for b in (1, 8, 32, 64, 128):
-            seconds = per_token(model, b, lean=way == "lean")
+            seconds = per_token(model, b)
             cells.append(f"batch {b}: {1e3 * seconds:.2f} ({1e3 * seconds / b:.3f})")
-        print(f"   {way:5s} " + ", ".join(cells))
+        print(f"   {attention:5s} " + ", ".join(cells))
     model.set_attn_implementation("sdpa")
     params = sum(p.numel() for p in model.parameters())
     print(f"   arithmetic: {2 * params / 1e6:.2f} MFLOP per row and token ({params / 1e6:.2f}M parameters)")
