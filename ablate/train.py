@@ -373,7 +373,7 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
     for group in TRAIN_GROUPS:
         check_targets(cfg[group], group)
     check_settings(cfg)
-    instantiate(cfg.rollout)  # rollout=vllm without vLLM installed: said now, before anything loads
+    rollout = instantiate(cfg.rollout)  # rollout=vllm without vLLM installed: said now, before anything loads
     reward = instantiate(cfg.reward)  # its settings (reward.alpha), before anything is opened or loaded
     tracking = instantiate(cfg.tracking)
     main = launch.is_main()  # rank 0 of a multi-process run writes the run directory and talks to MLflow
@@ -399,7 +399,7 @@ def run(cfg: DictConfig, hooks: RunHooks | None = None) -> dict[str, float]:
         tracked.log_config(cfg, text)
         tracked.log_params(picked)  # the group choices as params too: the compare view groups by them
         questions = test if cfg.eval_limit is None else test.iloc[: cfg.eval_limit]
-        generate = instantiate(cfg.rollout).generator(trainer)
+        generate = rollout.generator(trainer)
         evaluator = Evaluator(cfg, tokenizer, questions, verifier, tracked, hooks.on_eval, generate)
         fit(trainer, evaluator, tracked, cfg.console_every)
         summary, buckets = write_outputs(cfg, trainer, tokenizer, evaluator, tracked)
