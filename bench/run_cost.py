@@ -435,7 +435,9 @@ def compare_results(baseline: Path, ours: Path) -> str:
 
 
 def logged(root: Path) -> dict[str, list[tuple[int, float]]]:
-    """The run's metric histories in its MLflow store, but for those that time the run."""
+    """The run's metric histories in its MLflow store, but for those that time the run: each a sorted
+    list of distinct (step, value) pairs, since MLflow stores a value logged twice at one step once
+    when both fall in the same millisecond (TRL logs ``epoch`` with the last step and again at the end)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{root}/mlflow.db")
@@ -443,7 +445,7 @@ def logged(root: Path) -> dict[str, list[tuple[int, float]]]:
     (run,) = [r for r in client.search_runs(experiments) if r.info.run_name != "study"]
     clock = ("time", "per_second", "runtime")
     return {
-        key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+        key: sorted({(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)})
         for key in run.data.metrics
         if not any(c in key for c in clock)
     }
