@@ -10,6 +10,9 @@
    cached positions, 4 layers' caches in turn, as a step reads them): SDPA, plain matmuls, and a fused
    kernel ``torch.compile`` writes from elementwise ops, with the KV bytes a second each reads, against
    what a plain sum reads a second from memory of the same size.
+5. With ``--attention``: the same ways registered as transformers attention functions (decode steps
+   only; prefill stays SDPA) inside the tiny warm start, ms a token at batch 32 and 64 over a
+   left-padded cache growing from 60 positions, and the largest logit difference from SDPA's.
 
     OMP_NUM_THREADS=1 python bench/decode_cost.py [--compile] [--attention]
 """
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -139,18 +143,93 @@ def attention_cost(repeats: int = 60) -> None:
     print(f"   a plain sum over the 4 layers' KV bytes: {rate:.1f} GB/s")
 
 
+def decode_attention(fn):
+    """A transformers attention function: ``fn(q, k, v, bias, scale)`` for one-token steps, SDPA otherwise."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+        if query.shape[2] != 1 or dropout:
+            return sdpa_attention_forward(
+                module, query, key, value, attention_mask, dropout, scaling, **kwargs
+            )
+        if attention_mask is None:
+            bias = query.new_zeros(query.shape[0], 1, key.shape[2], 1)
+        else:  # SDPA's boolean mask (batch, 1, 1, positions) as an additive bias over positions
+            bias = query.new_zeros(attention_mask.shape).masked_fill_(~attention_mask, float("-inf"))
+            bias = bias.transpose(-1, -2)
+        return fn(query, key, value, bias, scaling).transpose(1, 2).contiguous(), None
+
+    return attention
+
+
+def decode_pass(model, ids, mask, tokens: int) -> tuple[float, list[torch.Tensor]]:
+    """``tokens`` decode steps after prefilling ``ids``: seconds a step, and each step's logits."""
+    cached = ids.shape[1]
+    layers = model.config.num_hidden_layers
+    cache = Cache(layers=[PrefilledLayer(cached + tokens + 8) for _ in range(layers)])  # never full
+    model(input_ids=ids, attention_mask=mask[:, :cached], past_key_values=cache, use_cache=True)
+    logits, start = [], time.perf_counter()
+    for i in range(tokens):
+        step = mask[:, : cached + i + 1]
+        logits.append(model(input_ids=ids[:, -1:], attention_mask=step, past_key_values=cache).logits)
+    return (time.perf_counter() - start) / tokens, logits
+
+
+def attention_in_model(model, cached: int = 60, tokens: int = 60, repeats: int = 7) -> None:
+    """Section 5: the ways of section 4 as the model's decode attention, per token."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    def matmul(q, k, v, bias, scale):
+        return torch.matmul(
+            torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(bias.transpose(-1, -2)).softmax(-1), v
+        )
+
+    def elementwise(q, k, v, bias, scale: float):
+        return (((q * k).sum(-1, keepdim=True) * scale + bias).softmax(-2) * v).sum(-2, keepdim=True)
+
+    ways = {"matmul": matmul, "fused": torch.compile(elementwise, dynamic=True)}
+    for name, fn in ways.items():
+        AttentionInterface.register(f"decode_{name}", decode_attention(fn))
+        AttentionMaskInterface.register(f"decode_{name}", sdpa_mask)
+    print(
+        f"5. decode attention inside the model, ms a token, median of {repeats} passes, the ways interleaved:"
+    )
+    names = ("sdpa", "decode_matmul", "decode_fused")
+    for batch in (32, 64):
+        torch.manual_seed(0)
+        ids = torch.randint(3, 60, (batch, cached))
+        mask = torch.ones(batch, cached + tokens, dtype=torch.long)
+        mask[: batch // 4, :4] = 0  # left padding of some rows
+        seconds: dict[str, list[float]] = {name: [] for name in names}
+        logits = {}
+        for i in range(repeats + 1):  # the first pass compiles and is not counted
+            for name in names:
+                model.set_attn_implementation(name)
+                took, logits[name] = decode_pass(model, ids, mask, tokens)
+                seconds[name] += [took] if i else []
+        cells = []
+        for name in names:
+            err = max((a - b).abs().max().item() for a, b in zip(logits[name], logits["sdpa"], strict=True))
+            median = statistics.median(seconds[name])
+            cells.append(f"{name} {1e3 * median:.2f} (max |logit diff| {err:.0e})")
+        print(f"   batch {batch}: " + ", ".join(cells))
+    model.set_attn_implementation("sdpa")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the decode step")
     parser.add_argument("--attention", action="store_true", help="only section 4: decode attention")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.attention:
-        return attention_cost()
     cfg = compose(["experiment=repro_cpu"])
     model, tokenizer = load_model(instantiate(cfg.model, _convert_="all"))
     model.eval()
     torch.set_grad_enabled(False)
+    if args.attention:
+        attention_cost()
+        return attention_in_model(model)
     print("1. decode forward, ms per token (and per row):")
     for attention in ("sdpa", "eager"):
         model.set_attn_implementation(attention)

@@ -426,12 +426,36 @@ def checkpoint(root: Path) -> str:
 
 def compare_results(baseline: Path, ours: Path) -> str:
     """Whether two runs logged the same numbers: every metric's whole history in MLflow (training,
-    evaluations, EOS diagnostics; wall-clock ones aside), the final predictions and metrics files."""
-    differ = [name for name in ("predictions.jsonl", "metrics.json")
-              if (baseline / "run" / name).read_bytes() != (ours / "run" / name).read_bytes()]  # fmt: skip
+    evaluations, EOS diagnostics; wall-clock ones aside), the final predictions and metrics files.
+    Values are compared where both trees logged them; a column, key or metric only one logged is
+    named apart, and a differing metric carries its largest relative difference."""
+    import pandas as pd
+
+    differ, extra = [], []
+    a_pred, b_pred = (pd.read_json(r / "run" / "predictions.jsonl", lines=True) for r in (baseline, ours))
+    shared = [c for c in a_pred.columns if c in b_pred.columns]
+    extra += [f"predictions column {c}" for c in a_pred.columns.symmetric_difference(b_pred.columns)]
+    if not a_pred[shared].equals(b_pred[shared]):
+        changed = [c for c in shared if not a_pred[c].equals(b_pred[c])]
+        differ.append(f"predictions.jsonl ({', '.join(changed)})")
+    a_met, b_met = (json.loads((r / "run" / "metrics.json").read_text()) for r in (baseline, ours))
+    extra += [f"metrics.json key {k}" for k in sorted(a_met.keys() ^ b_met.keys())]
+    differ += [f"metrics.json {k}" for k in sorted(a_met.keys() & b_met.keys()) if a_met[k] != b_met[k]]
     a, b = logged(baseline), logged(ours)
-    differ += sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    return f"identical ({len(a)} metrics)" if not differ else "differ in " + ", ".join(differ[:8])
+    extra += [f"metric {k}" for k in sorted(a.keys() ^ b.keys())]
+    differ += [f"{k} (max rel. diff {largest_difference(a[k], b[k]):.1e})"
+               for k in sorted(a.keys() & b.keys()) if a[k] != b[k]]  # fmt: skip
+    same = f"the same {len(a.keys() & b.keys())} metrics" if not differ else "differ in " + ", ".join(differ)
+    return same + (f"; logged by one tree only: {', '.join(extra)}" if extra else "")
+
+
+def largest_difference(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> float:
+    """The largest relative difference of two histories at the steps both have (inf where none match)."""
+    ours = dict(b)
+    pairs = [(x, ours[step]) for step, x in a if step in ours]
+    if not pairs:
+        return float("inf")
+    return max(abs(x - y) / max(abs(x), abs(y), 1e-12) for x, y in pairs)
 
 
 def logged(root: Path) -> dict[str, list[tuple[int, float]]]:
