@@ -94,6 +94,17 @@ def timed(fn, *args):
     return out, time.perf_counter() - start
 
 
+# One query token's attention over a cache; ``bias`` is additive, (batch, 1, positions, 1).
+def matmul_attention(q, k, v, bias, scale: float):
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(bias.transpose(-1, -2))
+    return torch.matmul(scores.softmax(-1), v)
+
+
+def elementwise_attention(q, k, v, bias, scale: float):
+    # Elementwise ops only, so that torch.compile fuses the whole of it into one loop.
+    return (((q * k).sum(-1, keepdim=True) * scale + bias).softmax(-2) * v).sum(-2, keepdim=True)
+
+
 def attention_cost(repeats: int = 60) -> None:
     """Section 4: decode attention, per layer, with 4 layers' KV caches read in turn."""
     import torch.nn.functional as F
@@ -104,26 +115,24 @@ def attention_cost(repeats: int = 60) -> None:
     q = torch.randn(batch, heads, 1, dim)
     keep = torch.ones(batch, 1, 1, cached, dtype=torch.bool)
     keep[: batch // 4, ..., :4] = False  # left padding of some rows
-    bias = torch.zeros(batch, 1, 1, cached).masked_fill(~keep, float("-inf"))
+    bias = torch.zeros(batch, 1, 1, cached).masked_fill(~keep, float("-inf")).transpose(-1, -2)
+    scale = dim**-0.5
 
     def sdpa(k, v):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
 
-    def matmul(k, v):
-        return torch.matmul(torch.matmul(q, k.transpose(-1, -2)).mul_(dim**-0.5).add_(bias).softmax(-1), v)
-
-    def elementwise(q, k, v, bias):
-        scores = (q * k).sum(-1, keepdim=True) * dim**-0.5 + bias.transpose(-1, -2)
-        return (scores.softmax(-2) * v).sum(-2, keepdim=True)
-
     start = time.perf_counter()
-    fused = torch.compile(elementwise, dynamic=False)
-    fused(q, *caches[0], bias)
+    fused = torch.compile(elementwise_attention, dynamic=False)
+    fused(q, *caches[0], bias, scale)
     print(f"4. decode attention, batch {batch}, {cached} cached positions (compiling the fused kernel: "
           f"{time.perf_counter() - start:.1f} s):")  # fmt: skip
     ref = sdpa(*caches[0])
     kv_bytes = 2 * caches[0][0].numel() * 4
-    ways = {"sdpa": sdpa, "matmul": matmul, "fused (compiled)": lambda k, v: fused(q, k, v, bias)}
+    ways = {
+        "sdpa": sdpa,
+        "matmul": lambda k, v: matmul_attention(q, k, v, bias, scale),
+        "fused (compiled)": lambda k, v: fused(q, k, v, bias, scale),
+    }
     for name, fn in ways.items():
         err = (fn(*caches[0]) - ref).abs().max().item()
         seconds = []
@@ -180,15 +189,7 @@ def attention_in_model(model, cached: int = 60, tokens: int = 60, repeats: int =
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    def matmul(q, k, v, bias, scale):
-        return torch.matmul(
-            torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(bias.transpose(-1, -2)).softmax(-1), v
-        )
-
-    def elementwise(q, k, v, bias, scale: float):
-        return (((q * k).sum(-1, keepdim=True) * scale + bias).softmax(-2) * v).sum(-2, keepdim=True)
-
-    ways = {"matmul": matmul, "fused": torch.compile(elementwise, dynamic=True)}
+    ways = {"matmul": matmul_attention, "fused": torch.compile(elementwise_attention, dynamic=True)}
     for name, fn in ways.items():
         AttentionInterface.register(f"decode_{name}", decode_attention(fn))
         AttentionMaskInterface.register(f"decode_{name}", sdpa_mask)
@@ -220,7 +221,7 @@ def attention_in_model(model, cached: int = 60, tokens: int = 60, repeats: int =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the decode step")
-    parser.add_argument("--attention", action="store_true", help="only section 4: decode attention")
+    parser.add_argument("--attention", action="store_true", help="only sections 4 and 5: decode attention")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = compose(["experiment=repro_cpu"])
